@@ -1,0 +1,28 @@
+"""loaderkit: declarative YAML recipes compiled into safe PyTorch DataLoaders over Lance.
+
+The public face is small: `load_recipe`, `RecipeError` and `Diagnostic`. Heavy
+dependencies (torch, lance) load only when a recipe is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loaderkit.errors import Diagnostic, Location, LoaderkitError, RecipeError, Severity
+
+if TYPE_CHECKING:
+    from loaderkit.runtime.loader import RecipeLoader
+
+__all__ = ["Diagnostic", "LoaderkitError", "Location", "RecipeError", "Severity", "load_recipe"]
+__version__ = "0.1.0"
+
+
+def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> RecipeLoader:
+    """Compile the recipe at `path` into a `torch.utils.data.DataLoader`.
+
+    Raises `RecipeError` (its `diagnostics` list every problem) when the recipe
+    has any error.
+    """
+    from loaderkit.compiler import load_recipe as _load
+
+    return _load(path, overrides)

@@ -1,0 +1,3 @@
+from loaderkit.cli import main
+
+raise SystemExit(main())

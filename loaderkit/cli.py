@@ -1,0 +1,87 @@
+"""The command line: `loaderkit lint`, `loaderkit build`, `loaderkit schema`.
+
+argparse rather than a CLI library: it is in the standard library, exits 2 on
+misuse as DESIGN.md §3 requires, and starts fast, which a pre-commit hook
+needs. torch and lance are imported only by `build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from loaderkit.errors import RecipeError
+from loaderkit.report import FORMATS, render
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loaderkit",
+        description="Compile YAML recipes into safe PyTorch DataLoaders over Lance data.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lint = commands.add_parser("lint", help="check recipes offline (no data opened)")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories")
+    lint.add_argument("--format", choices=FORMATS, default="text", dest="output")
+
+    build = commands.add_parser("build", help="compile a recipe against its data")
+    build.add_argument("recipe", metavar="RECIPE")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       dest="overrides", help="override a recipe key, e.g. loader.num_workers=8")
+    build.add_argument("--take", type=int, metavar="N",
+                       help="pull N batches through the real loader and report throughput")
+    build.add_argument("--json", action="store_true", help="print the graph and report as JSON")
+    build.add_argument("--no-probe", action="store_true",
+                       help="skip the spawn probe (the other safety checks still run)")
+
+    commands.add_parser("schema", help="print the recipe JSON Schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "lint":
+        return _lint(args.paths, args.output)
+    if args.command == "schema":
+        from loaderkit.schema import schema_text
+
+        sys.stdout.write(schema_text())
+        return 0
+    return _build(args)
+
+
+def _lint(paths: list[str], output: str) -> int:
+    from loaderkit.compiler import has_errors, lint
+
+    diagnostics = lint(paths)
+    text = render(diagnostics, output)
+    sys.stdout.write(text)
+    if output == "text":
+        errors = sum(d.is_error for d in diagnostics)
+        print(f"{errors} error(s), {len(diagnostics) - errors} warning(s)", file=sys.stderr)
+    return 1 if has_errors(diagnostics) else 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from loaderkit.compiler import compile_recipe
+    from loaderkit.showing import show_build, take_batches
+
+    try:
+        compiled = compile_recipe(args.recipe, args.overrides, probe=not args.no_probe)
+    except RecipeError as exc:
+        sys.stdout.write(render(exc.diagnostics, "json" if args.json else "text"))
+        return 1
+    throughput = None
+    if args.take is not None:
+        try:
+            throughput = take_batches(compiled.loader, args.take, quiet=args.json)
+        except KeyboardInterrupt:
+            print("interrupted; workers stopped", file=sys.stderr)
+            return 130
+    if args.json:
+        print(json.dumps(show_build(compiled, throughput, as_json=True), indent=2, default=str))
+    else:
+        sys.stdout.write(show_build(compiled, throughput, as_json=False))
+    return 0

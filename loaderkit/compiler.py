@@ -1,0 +1,108 @@
+"""The pipeline, end to end: read -> resolve -> validate -> plan -> bind -> check -> build.
+
+Each stage returns what it made plus its diagnostics; the driver stops after a
+stage that found errors (later stages would only repeat them), and raises
+`RecipeError` with everything found so far.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loaderkit.errors import Diagnostic, Location, RecipeError
+from loaderkit.models import Recipe
+from loaderkit.reading import Document
+from loaderkit.resolving import Overrides, resolve
+from loaderkit.rules import rule
+from loaderkit.validating import validate
+
+if TYPE_CHECKING:
+    from loaderkit.checking import SafetyReport
+    from loaderkit.planning import Plan
+    from loaderkit.runtime.loader import RecipeLoader
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+class LoaderkitWarning(UserWarning):
+    """A warning diagnostic raised through `warnings` by `load_recipe`."""
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)
+
+
+def front(path: str | Path, overrides: Overrides | None = None, *,
+          require_env: bool = True) -> tuple[Document | None, Recipe | None, list[Diagnostic]]:
+    """The offline stages: nothing is opened, nothing of the user's is imported."""
+    document, problems = resolve(path, overrides, require_env=require_env)
+    if document is None:
+        return None, None, problems
+    recipe, found = validate(document)
+    return document, recipe, problems + found
+
+
+def recipe_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES
+                              and p.is_file())
+        else:
+            yield path
+
+
+def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+    for file in recipe_files(paths):
+        if not file.exists():
+            problems.append(rule("LK007").at(Location(str(file)), "no such file or directory"))
+            continue
+        problems += front(file, require_env=False)[2]
+    return problems
+
+
+@dataclass
+class Compiled:
+    plan: Plan
+    loader: RecipeLoader
+    safety: SafetyReport | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
+                   probe: bool = True) -> Compiled:
+    """Every stage; raises RecipeError listing all diagnostics if any is an error."""
+    from loaderkit.binding import bind
+    from loaderkit.building import build
+    from loaderkit.checking import check
+    from loaderkit.planning import plan as make_plan
+
+    document, recipe, problems = front(path, overrides)
+    if recipe is None or document is None or has_errors(problems):
+        raise RecipeError(problems)
+    plan, found = make_plan(recipe, document)
+    problems += found
+    if has_errors(problems):
+        raise RecipeError(problems)
+    plan, found = bind(plan)
+    problems += found
+    if has_errors(problems):
+        raise RecipeError(problems)
+    loader = build(plan)
+    safety = check(plan, loader, probe=probe)
+    problems += safety.diagnostics
+    if has_errors(problems):
+        raise RecipeError(problems)
+    return Compiled(plan, loader, safety, problems)
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> RecipeLoader:
+    """Compile a recipe into its DataLoader; raises RecipeError on any error diagnostic."""
+    compiled = compile_recipe(path, overrides)
+    for diagnostic in compiled.diagnostics:
+        warnings.warn(str(diagnostic), LoaderkitWarning, stacklevel=2)
+    return compiled.loader

@@ -1,0 +1,125 @@
+"""The recipe language (DESIGN.md §1) as pydantic models: one class per section.
+
+Unknown keys are forbidden everywhere. Strings may be `${env:...}` references;
+they stay references here (see `resolving.parse_env`) so that no secret value
+ever lives in a validated recipe. The JSON Schema in `schema/` is generated
+from these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loaderkit.runtime.spec import FORMATS
+
+FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
+                     "python_col"]
+assert set(FORMATS) == set(FormatName.__args__)  # type: ignore[attr-defined]
+
+PositiveInt = int
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
+
+
+class Source(Section):
+    """Where the rows live: a Lance dataset, or a table in a LanceDB database."""
+
+    uri: str = Field(description="A Lance dataset (path, file://, s3://, gs://, az://), or a "
+                                 "LanceDB database (directory, memory://, db://NAME) with `table`.",
+                     examples=["data/train.lance"])
+    table: str | None = Field(None, description="Table name; makes `uri` a LanceDB database.",
+                              examples=["train"])
+    version: int | str | None = Field(
+        None, description="Pin to a version number or tag. Unpinned recipes are pinned to the "
+                          "current version at build time.", examples=[12])
+    storage_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Passed to Lance/LanceDB (object store settings); "
+                                          "values may be ${env:NAME}.",
+        examples=[{"aws_region": "us-east-1"}])
+    connection_factory: str | None = Field(
+        None, description="`module:attribute`, called as factory(table_name) inside each worker; "
+                          "returns a LanceDB table or a Lance dataset.",
+        examples=["my_project.data:open_table"])
+    api_key: str | None = Field(None, description="db:// only; must be ${env:NAME}.",
+                                examples=["${env:LANCEDB_API_KEY}"])
+    region: str | None = Field(None, description="db:// only: the LanceDB Cloud region.")
+    host_override: str | None = Field(None, description="db:// only: a LanceDB Enterprise host.")
+
+
+class Sampler(Section):
+    """Which rows each (rank, worker) reads per epoch, and in which order."""
+
+    type: Literal["full_scan", "sharded_fragment", "sharded_batch", "shuffle"] = Field(
+        "full_scan", description="full_scan: dataset order; sharded_fragment: whole fragments "
+                                 "per rank; sharded_batch: batch i to rank i % world_size; "
+                                 "shuffle: global shuffle from (seed, epoch).")
+    seed: int = Field(0, description="Shuffle seed; with the epoch it fixes the order.")
+    rank: int | Literal["auto"] = Field(
+        "auto", description="This process's rank, or auto (torchrun / torch.distributed; 0 "
+                            "when not distributed).")
+    world_size: int | Literal["auto"] = Field("auto", description="Number of ranks, or auto.")
+    mode: Literal["block", "exact", "cache"] = Field(
+        "block", description="shuffle only. block: random order of small contiguous blocks, "
+                             "shuffled inside large chunks (fast, memory-bounded); exact: a true "
+                             "per-row permutation; cache: hold the columns in memory (see "
+                             "cache_mb).")
+    block_rows: int = Field(64, ge=1, description="shuffle/block: rows per contiguous block.")
+    chunk_rows: int = Field(65536, ge=1, description="Rows read per Lance call and shuffled "
+                                                      "together (rounded to whole batches).")
+    cache_mb: int | None = Field(None, ge=1, description="shuffle/cache: the memory budget; "
+                                                          "larger data is refused.")
+    uneven: Literal["allow", "pad"] = Field(
+        "allow", description="Without drop_last, when rows do not divide among ranks: allow "
+                             "ranks to differ by the remainder, or pad by repeating rows so all "
+                             "ranks take equal steps.")
+
+
+class Loader(Section):
+    """torch.utils.data.DataLoader settings; each defaults to DataLoader's own default."""
+
+    batch_size: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)
+    multiprocessing_context: Literal["spawn", "forkserver", "fork"] | None = Field(
+        None, description="Defaults to spawn when num_workers > 0; fork is refused (Lance is "
+                          "not fork-safe) unless allow_fork is true.")
+    allow_fork: bool = Field(False, description="Opt in to fork with workers (warned).")
+    persistent_workers: bool = False
+    prefetch_factor: int | None = Field(None, ge=1)
+    pin_memory: bool = False
+    drop_last: bool = False
+    timeout: float = Field(0, ge=0, description="Seconds to wait for a batch from a worker "
+                                                "(0: forever).")
+    batch_readahead: int | None = Field(None, ge=1, description="Lance's batch readahead.")
+
+
+class Recipe(Section):
+    """A loaderkit recipe, format version 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="loaderkit recipe",
+                              json_schema_extra={"$schema": "http://json-schema.org/draft-07/"
+                                                            "schema#"})
+
+    loaderkit: int = Field(description="Recipe format version; this loaderkit reads 1.",
+                           examples=[1])
+    name: str | None = Field(None, description="Defaults to the file's stem.")
+    extends: str | None = Field(None, description="A base recipe, relative to this file; "
+                                                  "deep-merged, lists replace.")
+    source: Source
+    columns: list[str] | dict[str, str] | None = Field(
+        None, description="A list of columns, or {output_name: column or SQL expression}. "
+                          "Default: all columns.", examples=[["image", "prompt"]])
+    filter: str | None = Field(None, description="A SQL predicate pushed down to Lance.",
+                               examples=["aesthetic_score > 5"])
+    format: FormatName = Field("torch", description="The type of each batch.")
+    transform: str | None = Field(None, description="`module:attribute`, fn(batch) -> batch, "
+                                                     "called inside each worker.")
+    sampler: Sampler = Field(default_factory=Sampler)  # type: ignore[arg-type]
+    loader: Loader = Field(default_factory=Loader)  # type: ignore[arg-type]
+
+
+def json_schema() -> dict[str, object]:
+    return Recipe.model_json_schema()

@@ -1,0 +1,165 @@
+"""Stage 4, plan: a validated recipe -> the runtime specs and a printable object graph.
+
+Every node of the graph remembers the recipe key it came from, so later stages
+(binding to data, the safety checker) can point their diagnostics into the YAML.
+Nothing here opens data or imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from loaderkit.errors import Diagnostic, Location
+from loaderkit.models import Recipe
+from loaderkit.reading import Document, KeyPath
+from loaderkit.resolving import parse_env
+from loaderkit.rules import rule
+from loaderkit.runtime.spec import EnvValue, LoaderSpec, ReadSpec, SamplerSpec, SourceSpec, Text
+from loaderkit.validating import is_secret_path
+
+REDACTED = "<redacted>"
+
+
+@dataclass
+class PlanNode:
+    kind: str
+    label: str
+    origin: KeyPath
+    location: Location
+    settings: dict[str, Any] = field(default_factory=dict)
+    children: list[PlanNode] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "recipe_key": ".".join(map(str, self.origin)),
+                "location": str(self.location), "settings": self.settings,
+                "children": [c.as_dict() for c in self.children]}
+
+
+@dataclass
+class Plan:
+    name: str
+    document: Document
+    read: ReadSpec
+    sampler: SamplerSpec
+    loader: LoaderSpec
+    root: PlanNode
+
+    def locate(self, *path: str | int) -> Location:
+        return self.document.locate(tuple(path))
+
+    def secrets(self) -> list[str]:
+        """The secret values this plan reads (from the environment): never to be printed."""
+        return [v.resolve() for v in _env_values(self.read.source) if v.is_secret]
+
+    def env_references(self) -> list[EnvValue]:
+        return list(_env_values(self.read.source))
+
+
+def _env_values(source: SourceSpec) -> list[EnvValue]:
+    values = [source.uri, source.api_key, *source.storage_options.values()]
+    return [v for v in values if isinstance(v, EnvValue)]
+
+
+def _text(value: Any) -> Text:
+    if isinstance(value, str):
+        reference = parse_env(value)
+        return reference if reference is not None else value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def shown(value: Any, path: KeyPath) -> Any:
+    """A setting as it may be printed: env references as written, clear secrets redacted."""
+    if isinstance(value, EnvValue):
+        return repr(value)
+    if is_secret_path(path) and value is not None:
+        return value if isinstance(value, str) and parse_env(value) else REDACTED
+    return value
+
+
+def distributed_topology() -> tuple[int, int] | None:
+    """(rank, world_size) from torchrun's environment or an initialised torch.distributed."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        try:
+            return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        except ValueError:
+            return None
+    import torch.distributed as dist  # only `build` gets here; lint never plans
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def plan(recipe: Recipe, document: Document) -> tuple[Plan, list[Diagnostic]]:
+    problems: list[Diagnostic] = []
+    src = recipe.source
+    source = SourceSpec(
+        uri=_text(src.uri), table=src.table, version=src.version,
+        storage_options={k: _text(v) for k, v in src.storage_options.items()},
+        api_key=_text(src.api_key) if src.api_key is not None else None,
+        region=src.region, host_override=src.host_override,
+        connection_factory=src.connection_factory)
+    columns = recipe.columns
+    read = ReadSpec(source=source,
+                    columns={c: c for c in columns} if isinstance(columns, list) else columns,
+                    filter=recipe.filter, format=recipe.format, transform=recipe.transform,
+                    batch_readahead=recipe.loader.batch_readahead)
+
+    s, lo = recipe.sampler, recipe.loader
+    rank, world = s.rank, s.world_size
+    if rank == "auto" or world == "auto":
+        detected = distributed_topology() or (0, 1)
+        rank = detected[0] if rank == "auto" else rank
+        world = detected[1] if world == "auto" else world
+    assert isinstance(rank, int) and isinstance(world, int)
+    if not 0 <= rank < world:
+        problems.append(rule("LK208").at(document.locate(("sampler", "rank")),
+                                         f"rank {rank} is outside world_size {world}"))
+    sampler = SamplerSpec(type=s.type, seed=s.seed, rank=rank, world_size=world, mode=s.mode,
+                          block_rows=s.block_rows, chunk_rows=s.chunk_rows, cache_mb=s.cache_mb,
+                          uneven=s.uneven)
+    context = lo.multiprocessing_context
+    if context is None and lo.num_workers > 0:
+        context = "spawn"  # Lance is not fork-safe: never inherit the platform's fork default
+    loader = LoaderSpec(batch_size=lo.batch_size, num_workers=lo.num_workers,
+                        multiprocessing_context=context, persistent_workers=lo.persistent_workers,
+                        prefetch_factor=lo.prefetch_factor, pin_memory=lo.pin_memory,
+                        drop_last=lo.drop_last, timeout=lo.timeout)
+    root = _graph(recipe, document, read, sampler, loader)
+    return Plan(recipe.name or "recipe", document, read, sampler, loader, root), problems
+
+
+def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerSpec,
+           loader: LoaderSpec) -> PlanNode:
+    def node(kind: str, label: str, origin: KeyPath, settings: dict[str, Any]) -> PlanNode:
+        return PlanNode(kind, label, origin, document.locate(origin), settings)
+
+    src = read.source
+    source_settings = {k: shown(getattr(src, k), ("source", k))
+                       for k in ("uri", "table", "version", "region", "host_override",
+                                 "connection_factory", "api_key")
+                       if getattr(src, k) is not None}
+    if src.storage_options:
+        source_settings["storage_options"] = {
+            k: shown(v, ("source", "storage_options", k)) for k, v in src.storage_options.items()}
+    kind = "LanceDB table" if src.is_lancedb else "Lance dataset"
+    source = node("source", kind, ("source",), source_settings)
+    dataset = node("dataset", "ChunkDataset", ("columns",),
+                   {"columns": read.columns or "all", "filter": read.filter,
+                    "format": read.format})
+    dataset.children.append(source)
+    if read.transform:
+        dataset.children.append(node("transform", read.transform, ("transform",), {}))
+    sampler_settings: dict[str, Any] = {"seed": sampler.seed, "rank": sampler.rank,
+                                        "world_size": sampler.world_size}
+    if sampler.type == "shuffle":
+        sampler_settings.update(mode=sampler.mode, block_rows=sampler.block_rows,
+                                chunk_rows=sampler.chunk_rows)
+    sampler_node = node("sampler", sampler.type, ("sampler",), sampler_settings)
+    loader_settings = {k: getattr(loader, k) for k in LoaderSpec.__dataclass_fields__}
+    root = node("loader", "RecipeLoader (torch.utils.data.DataLoader)", ("loader",),
+                loader_settings)
+    root.children += [dataset, sampler_node]
+    return root

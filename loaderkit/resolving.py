@@ -1,0 +1,208 @@
+"""Stage 2, resolve: `extends`, overrides and `${env:...}` references.
+
+Values keep their origin: an inherited value stays located in the base file and
+an override's value at the override, so later diagnostics point where the user
+must edit. `${env:...}` references are only *checked* here; their values are
+read where they are used (and inside each worker), never stored in the recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loaderkit.errors import Diagnostic, Location
+from loaderkit.reading import Document, KeyPath, read_file
+from loaderkit.rules import rule
+from loaderkit.runtime.spec import EnvValue
+
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
+Overrides = Mapping[str, Any] | Sequence[str]
+
+
+def parse_env(value: str) -> EnvValue | None:
+    """`${env:NAME}` / `${env:NAME,default}` as a whole value, else None."""
+    match = ENV_REFERENCE.fullmatch(value.strip())
+    return EnvValue(match.group(1), match.group(2)) if match else None
+
+
+def resolve(path: str | Path, overrides: Overrides | None = None, *,
+            require_env: bool = True) -> tuple[Document | None, list[Diagnostic]]:
+    """Read a recipe with everything it extends, apply overrides and check env references.
+
+    `require_env=False` (lint) makes an unset variable a warning: CI rarely holds secrets.
+    """
+    problems: list[Diagnostic] = []
+    document = _read_with_bases(Path(path), (), None, problems)
+    if document is None:
+        return None, problems
+    document.data.setdefault("name", Path(path).stem)
+    _apply_overrides(document, overrides or {}, problems)
+    problems += _check_env(document, require_env)
+    return document, problems
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | None,
+                     problems: list[Diagnostic]) -> Document | None:
+    if referrer is not None and not path.is_file():
+        problems.append(rule("LK101").at(referrer, f"extended recipe '{path}' does not exist",
+                                         "paths in `extends` are relative to the recipe"))
+        return None
+    document, found = read_file(path)
+    problems += found
+    if document is None:
+        return None
+    base = document.data.get("extends")
+    if base is None:
+        return document
+    where = document.locate(("extends",))
+    if not isinstance(base, str):
+        problems.append(rule("LK202").at(where, "`extends` must be a path to a recipe file"))
+        return document
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        cycle = " -> ".join(p.name for p in (*chain, path.resolve(), base_path))
+        problems.append(rule("LK102").at(where, f"recipes extend each other in a cycle: {cycle}"))
+        return document
+    parent = _read_with_bases(base_path, (*chain, path.resolve()), where, problems)
+    return document if parent is None else _merge(parent, document)
+
+
+def _merge(base: Document, child: Document) -> Document:
+    """Deep-merge `child` over `base`: mappings merge, everything else (lists too) replaces."""
+    merged = Document(child.file, copy.deepcopy(base.data), dict(base.keys), dict(base.values))
+    merged.data.pop("extends", None)
+    for path in _leaf_paths(child.data):
+        value = copy.deepcopy(_get(child.data, path))
+        _set(merged, path, value, lambda p: (child.keys.get(p), child.values.get(p)))
+    return merged
+
+
+def _leaf_paths(data: dict[str, Any], prefix: KeyPath = ()) -> Iterator[KeyPath]:
+    """Paths to every non-mapping value (and to empty mappings), depth first."""
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_paths(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
+
+
+def _get(data: Any, path: KeyPath) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+Locator = Callable[[KeyPath], tuple[Location | None, Location | None]]
+
+
+def _set(target: Document, path: KeyPath, value: Any, locate: Locator) -> bool:
+    """Place `value` at `path`, creating mappings on the way; False if a non-mapping is in it.
+
+    `locate` gives the (key, value) locations of each path written, so that every
+    value keeps pointing into the file (or override) it came from.
+    """
+    node = target.data
+    for depth, key in enumerate(path[:-1]):
+        if key not in node:
+            node[key] = {}
+            _relocate(target, path[: depth + 1], locate)
+        if not isinstance(node[key], dict):
+            return False
+        node = node[key]
+    node[path[-1]] = value
+    for table in (target.keys, target.values):
+        for stale in [p for p in table if p[: len(path)] == path]:
+            del table[stale]
+    for written in (path, *(path + sub for sub in _all_paths(value))):
+        _relocate(target, written, locate)
+    return True
+
+
+def _relocate(target: Document, path: KeyPath, locate: Locator) -> None:
+    key, value = locate(path)
+    if key is not None:
+        target.keys[path] = key
+    if value is not None:
+        target.values[path] = value
+
+
+def _all_paths(value: Any, prefix: KeyPath = ()) -> Iterator[KeyPath]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*prefix, key)
+            yield from _all_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*prefix, index)
+            yield from _all_paths(item, (*prefix, index))
+
+
+def _apply_overrides(document: Document, overrides: Overrides,
+                     problems: list[Diagnostic]) -> None:
+    for key, value, where in _parse_overrides(overrides, problems):
+        path = tuple(key.split("."))
+        if not all(path) or not _set(document, path, value, lambda _, at=where: (at, at)):
+            problems.append(rule("LK104").at(
+                where, f"cannot set '{key}': a key in it is not a mapping in the recipe",
+                "use dotted keys into mappings, e.g. loader.num_workers=8"))
+
+
+def _parse_overrides(overrides: Overrides,
+                     problems: list[Diagnostic]) -> Iterator[tuple[str, Any, Location]]:
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            yield str(key), value, Location(f"<overrides[{key!r}]>")
+        return
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        where = Location(f"<--set {key or text}>", 1, len(key) + 2)
+        if not sep or not key:
+            problems.append(rule("LK104").at(Location(f"<--set {text}>"),
+                                             f"override '{text}' is not KEY=VALUE",
+                                             "write e.g. --set loader.num_workers=8"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) or value is None and raw.strip() not in ("null", "~"):
+            value = raw  # a flow collection in a shell argument is almost always a plain string
+        yield key, value, where
+
+
+def iter_strings(data: Any, prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from iter_strings(value, (*prefix, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from iter_strings(value, (*prefix, index))
+    elif isinstance(data, str):
+        yield prefix, data
+
+
+def _check_env(document: Document, require_env: bool) -> list[Diagnostic]:
+    problems = []
+    for path, text in iter_strings(document.data):
+        if "${env:" not in text:
+            continue
+        where = document.locate(path)
+        reference = parse_env(text)
+        if reference is None:
+            problems.append(rule("LK105").at(
+                where, "an ${env:...} reference must be the whole value, as ${env:NAME} or "
+                       "${env:NAME,default}", "move the rest of the value into the variable"))
+        elif reference.default is None and reference.name not in os.environ:
+            code = "LK103" if require_env else "LK106"
+            problems.append(rule(code).at(
+                where, f"environment variable {reference.name} is not set",
+                f"export {reference.name}, or give a default: ${{env:{reference.name},VALUE}}"))
+    return problems

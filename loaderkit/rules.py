@@ -1,0 +1,328 @@
+"""The rule catalogue: every diagnostic code loaderkit can emit, documented.
+
+`docs/rules.md` is generated from this module (`python -m loaderkit.rules`) and a
+test fails when the two drift, so the catalogue cannot fall out of date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loaderkit.errors import Diagnostic, Location, Severity
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: Severity
+    catches: str
+    why: str
+    bad: str
+    good: str
+
+    def at(self, location: Location, message: str, hint: str | None = None) -> Diagnostic:
+        return Diagnostic(location, self.code, self.severity, message, hint)
+
+
+E, W = Severity.ERROR, Severity.WARNING
+_HEAD = "# yaml-language-server: $schema=../schema/recipe.schema.json\nloaderkit: 1\n"
+_SRC = "source:\n  uri: data/train.lance\n"
+
+RULES: dict[str, Rule] = {
+    r.code: r
+    for r in [
+        # --- read: YAML text -> positioned tree -------------------------------------------
+        Rule("LK001", "yaml-syntax", E,
+             "Text that is not valid YAML: tabs used for indentation, unterminated strings, "
+             "unbalanced brackets, unprintable characters such as NUL.",
+             "PyYAML's own message points at the scanner state, not at what to fix; "
+             "loaderkit reports the position and the problem in one line.",
+             _HEAD + "source:\n\turi: data/train.lance\n",
+             _HEAD + _SRC),
+        Rule("LK002", "empty-recipe", E,
+             "A recipe file that is empty or holds only comments.",
+             "An empty file validates as nothing and would silently build nothing.",
+             "# TODO\n",
+             _HEAD + _SRC),
+        Rule("LK003", "not-a-mapping", E,
+             "A recipe whose top level (or a section that must be a mapping) is a list or a scalar.",
+             "Every section of a recipe is keyed; a list at the top is almost always an "
+             "indentation mistake.",
+             "- loaderkit: 1\n- source: data/train.lance\n",
+             _HEAD + _SRC),
+        Rule("LK004", "duplicate-key", E,
+             "The same key twice in one mapping.",
+             "PyYAML silently keeps the last value, so the first one is ignored without a word.",
+             _HEAD + _SRC + "loader:\n  num_workers: 2\n  num_workers: 8\n",
+             _HEAD + _SRC + "loader:\n  num_workers: 8\n"),
+        Rule("LK005", "document-too-large", E,
+             "Documents beyond loaderkit's limits: more than 1 MiB of text, nesting deeper than "
+             "64 levels, or aliases that expand to more than 100,000 nodes (a 'billion laughs' bomb).",
+             "A recipe is a few dozen lines; anything this large is a mistake or an attack, and "
+             "expanding it would exhaust memory.",
+             "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+             "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n# ... and so on\n",
+             _HEAD + _SRC),
+        Rule("LK006", "unsafe-tag", E,
+             "YAML tags outside the core schema, such as `!!python/object`.",
+             "Recipes are data; a tag that builds objects is a way to run code. loaderkit loads "
+             "YAML safely and reports the tag instead of ignoring it.",
+             _HEAD + "source: !!python/object:os.system {}\n",
+             _HEAD + _SRC),
+        Rule("LK007", "unreadable-file", E,
+             "A recipe path that does not exist, is a directory where a file is needed, or is not "
+             "UTF-8/UTF-16 text.",
+             "The user should learn which file and where the bad bytes are, not see a "
+             "UnicodeDecodeError.",
+             "(a recipe saved as Latin-1 with a byte 0xE9 in a comment)",
+             "(the same recipe saved as UTF-8)"),
+        # --- resolve: extends, overrides, ${env:} ----------------------------------------
+        Rule("LK101", "extends-not-found", E,
+             "An `extends:` path that does not name a readable file (paths are relative to the "
+             "recipe that says `extends`).",
+             "A missing base would silently drop every inherited setting.",
+             _HEAD + "extends: bsae.yaml\n",
+             _HEAD + "extends: base.yaml\n"),
+        Rule("LK102", "extends-cycle", E,
+             "Recipes that extend each other in a loop.",
+             "A cycle has no meaning and would recurse forever.",
+             "# a.yaml\nloaderkit: 1\nextends: b.yaml\n# b.yaml\nloaderkit: 1\nextends: a.yaml\n",
+             "# a.yaml\nloaderkit: 1\nextends: base.yaml\n# b.yaml\nloaderkit: 1\nextends: base.yaml\n"),
+        Rule("LK103", "env-unset", E,
+             "`${env:NAME}` where NAME is unset and no default is given (checked when a recipe is "
+             "built; lint only warns, see LK106).",
+             "Failing at build time is better than failing in a worker an hour into training.",
+             _HEAD + "source:\n  uri: ${env:DATA_URI}\n",
+             _HEAD + "source:\n  uri: ${env:DATA_URI,data/train.lance}\n"),
+        Rule("LK104", "bad-override", E,
+             "An override that is not `KEY=VALUE` with a dotted key, or that descends into a "
+             "value that is not a mapping.",
+             "A mistyped override must not be silently ignored.",
+             "loaderkit build r.yaml --set loader.num_workers",
+             "loaderkit build r.yaml --set loader.num_workers=8"),
+        Rule("LK105", "bad-env-reference", E,
+             "A malformed `${env:...}` reference, one that is not the whole value, or one used "
+             "where the value must be a number or a boolean.",
+             "References are resolved as whole strings inside each worker; a half-interpolated or "
+             "numeric value cannot be.",
+             _HEAD + _SRC + "loader:\n  num_workers: ${env:WORKERS}\n",
+             _HEAD + _SRC + "loader:\n  num_workers: 4\n"),
+        Rule("LK106", "env-unset-at-lint", W,
+             "`lint` found `${env:NAME}` unset in its own environment, with no default.",
+             "CI usually lacks production secrets, so this is only a warning; `build` makes it "
+             "an error (LK103).",
+             _HEAD + "source:\n  uri: s3://bucket/train.lance\n  storage_options:\n"
+             "    aws_secret_access_key: ${env:AWS_SECRET_ACCESS_KEY}\n",
+             "(the same recipe, linted where AWS_SECRET_ACCESS_KEY is set)"),
+        # --- validate: the recipe's models and cross-field rules -------------------------
+        Rule("LK201", "unknown-key", E,
+             "A key that the recipe language does not have, with the closest known key as a "
+             "suggestion.",
+             "A typo such as `batch_sise` would otherwise leave the real setting at its default.",
+             _HEAD + _SRC + "loader:\n  batch_sise: 128\n",
+             _HEAD + _SRC + "loader:\n  batch_size: 128\n"),
+        Rule("LK202", "invalid-value", E,
+             "A value of the wrong type or outside its range: a string for `num_workers`, a "
+             "negative `batch_size`, an unknown `format`.",
+             "torch and lance would raise later, far from the recipe line that caused it.",
+             _HEAD + _SRC + "loader:\n  batch_size: lots\n",
+             _HEAD + _SRC + "loader:\n  batch_size: 128\n"),
+        Rule("LK203", "missing-key", E,
+             "A required key is absent: `loaderkit`, `source`, `source.uri`.",
+             "Without them there is nothing to build.",
+             "loaderkit: 1\nformat: torch\n",
+             _HEAD + _SRC),
+        Rule("LK204", "unknown-version", E,
+             "`loaderkit:` names a recipe-format version this loaderkit does not know.",
+             "A newer format may mean things this version would silently misread.",
+             "loaderkit: 2\n" + _SRC,
+             "loaderkit: 1\n" + _SRC),
+        Rule("LK205", "bad-reference", E,
+             "`transform` or `source.connection_factory` that is not a `module:attribute` path.",
+             "These are imported by name inside each worker; a lambda or a bare name cannot be.",
+             _HEAD + _SRC + "transform: decode\n",
+             _HEAD + _SRC + "transform: my_project.data:decode\n"),
+        Rule("LK206", "worker-option-without-workers", E,
+             "`persistent_workers` or `prefetch_factor` with `num_workers: 0`.",
+             "torch.utils.data.DataLoader raises ValueError for these at construction.",
+             _HEAD + _SRC + "loader:\n  num_workers: 0\n  persistent_workers: true\n",
+             _HEAD + _SRC + "loader:\n  num_workers: 2\n  persistent_workers: true\n"),
+        Rule("LK207", "fork-with-workers", E,
+             "`multiprocessing_context: fork` with `num_workers > 0`, unless `loader.allow_fork: "
+             "true` opts in (then LK506 warns).",
+             "Lance is not fork-safe: forked DataLoader workers segfault or hang in 10-50% of "
+             "runs. spawn and forkserver are safe.",
+             _HEAD + _SRC + "loader:\n  num_workers: 4\n  multiprocessing_context: fork\n",
+             _HEAD + _SRC + "loader:\n  num_workers: 4\n  multiprocessing_context: spawn\n"),
+        Rule("LK208", "rank-out-of-range", E,
+             "`sampler.rank` not below `sampler.world_size`.",
+             "Such a rank would read no rows, or another rank's rows.",
+             _HEAD + _SRC + "sampler:\n  type: shuffle\n  rank: 2\n  world_size: 2\n",
+             _HEAD + _SRC + "sampler:\n  type: shuffle\n  rank: 1\n  world_size: 2\n"),
+        Rule("LK209", "table-required", E,
+             "A LanceDB database URI (`memory://`, `db://NAME`) without `source.table`.",
+             "A database holds many tables; loaderkit cannot guess which one.",
+             _HEAD + "source:\n  uri: db://my-project\n",
+             _HEAD + "source:\n  uri: db://my-project\n  table: train\n"),
+        Rule("LK210", "memory-with-workers", E,
+             "A `memory://` database with `num_workers > 0`.",
+             "An in-memory table lives in one process; each worker would see an empty database "
+             "(or a full copy pickled into it).",
+             _HEAD + "source:\n  uri: memory://\n  table: t\nloader:\n  num_workers: 2\n",
+             _HEAD + "source:\n  uri: data/db\n  table: t\nloader:\n  num_workers: 2\n"),
+        Rule("LK211", "option-for-other-source", W,
+             "`api_key`, `region` or `host_override` on a source that is not `db://`; or `table` "
+             "with a `.lance` dataset path.",
+             "The option has no effect there, which is usually a sign of a mixed-up recipe.",
+             _HEAD + "source:\n  uri: data/train.lance\n  api_key: ${env:LANCEDB_API_KEY}\n",
+             _HEAD + "source:\n  uri: db://my-project\n  table: train\n"
+             "  api_key: ${env:LANCEDB_API_KEY}\n"),
+        # --- secrets ---------------------------------------------------------------------
+        Rule("LK301", "secret-in-clear", E,
+             "`api_key`, or a storage option named like a key, secret, token, password or "
+             "credential, written in clear in the recipe. The message never repeats the value.",
+             "Recipes are committed and shared; a key in one is a leaked key.",
+             _HEAD + "source:\n  uri: s3://bucket/train.lance\n  storage_options:\n"
+             "    aws_secret_access_key: AKIA...\n",
+             _HEAD + "source:\n  uri: s3://bucket/train.lance\n  storage_options:\n"
+             "    aws_secret_access_key: ${env:AWS_SECRET_ACCESS_KEY}\n"),
+        # --- build: checks against the real data ------------------------------------------
+        Rule("LK401", "source-not-found", E,
+             "The dataset, database or table named by `source` cannot be opened.",
+             "Found at build time, before any worker starts.",
+             _HEAD + "source:\n  uri: data/trian.lance\n",
+             _HEAD + _SRC),
+        Rule("LK402", "unknown-column", E,
+             "A column in `columns` that the dataset's schema does not have (or an invalid SQL "
+             "expression in a column mapping).",
+             "Otherwise the first worker fails with an engine error.",
+             _HEAD + _SRC + "columns: [imgae, prompt]\n",
+             _HEAD + _SRC + "columns: [image, prompt]\n"),
+        Rule("LK403", "invalid-filter", E,
+             "A `filter` that Lance cannot parse or that names unknown columns.",
+             "Lance would raise inside the first worker.",
+             _HEAD + _SRC + "filter: \"aesthetic_score >\"\n",
+             _HEAD + _SRC + "filter: \"aesthetic_score > 5\"\n"),
+        Rule("LK404", "format-cannot-hold-column", E,
+             "A string, binary or nested column selected with a tensor format (`torch`, "
+             "`torch_col`).",
+             "Tensors hold numbers; the conversion would crash in the worker.",
+             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: torch\n",
+             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: python_col\n"),
+        Rule("LK405", "reference-not-importable", E,
+             "`transform` or `connection_factory` names a module or attribute that cannot be "
+             "imported, or an object that is not callable.",
+             "Each worker imports it by name; better to learn now than in every worker.",
+             _HEAD + _SRC + "transform: my_project.data:decod\n",
+             _HEAD + _SRC + "transform: my_project.data:decode\n"),
+        Rule("LK406", "version-not-found", E,
+             "`source.version` names a version or tag the dataset does not have.",
+             "A pinned recipe must read exactly the data it names.",
+             _HEAD + _SRC + "  version: 999\n",
+             _HEAD + _SRC + "  version: 12\n"),
+        Rule("LK407", "uneven-ranks", W,
+             "Sharding that gives ranks different numbers of rows or batches (for example "
+             "`sharded_fragment` over unequal fragments, or a row count that does not divide).",
+             "Under DDP the rank with fewer batches leaves the others waiting at the last "
+             "all-reduce forever.",
+             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n",
+             _HEAD + _SRC + "sampler:\n  type: shuffle\n  world_size: 2\nloader:\n"
+             "  drop_last: true\n"),
+        Rule("LK408", "workers-without-transform", W,
+             "`num_workers > 0` with no `transform`: the workers only read and ship batches.",
+             "Reading is already parallel inside Lance; shipping each batch back costs about "
+             "2 us per row, so workers without work to do make the loader slower.",
+             _HEAD + _SRC + "loader:\n  num_workers: 4\n",
+             _HEAD + _SRC + "transform: my_project.data:decode\nloader:\n  num_workers: 4\n"),
+        # --- check: pickle, spawn and secrets safety -------------------------------------
+        Rule("LK501", "unpicklable-reference", E,
+             "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "
+             "lambda, a nested function or closure, something defined in `__main__` or a "
+             "notebook, a bound method of an unpicklable object.",
+             "spawn workers import it by name; these have no importable name.",
+             "# my_project/data.py\ndecode = lambda batch: batch\n",
+             "# my_project/data.py\ndef decode(batch):\n    return batch\n"),
+        Rule("LK502", "pickle-round-trip-failed", E,
+             "An object that must be sent to workers fails a real `pickle.dumps`/`loads` round "
+             "trip: open files, sockets, locks, threads, LanceDB `Table` or connection objects.",
+             "DataLoader would fail when it starts its workers, after the run has begun.",
+             "# a factory module whose attribute is an open lancedb Table\n"
+             "table = lancedb.connect('db').open_table('t')\n",
+             "# a function that opens the table inside the worker\n"
+             "def open_table(name):\n    return lancedb.connect('db').open_table(name)\n"),
+        Rule("LK503", "spawn-probe-failed", E,
+             "A fresh interpreter, started with the recipe's multiprocessing context, could not "
+             "unpickle the worker payload and open the source within the timeout.",
+             "This is exactly what every DataLoader worker will do; the probe fails first, "
+             "once, with the reason.",
+             "# a factory that only works in the parent (state set up by the training script)\n",
+             "# a factory that opens the table from its arguments and the environment\n"),
+        Rule("LK504", "secret-in-payload", E,
+             "A secret's bytes were found in what would be pickled to a worker.",
+             "Pickles are written to pipes, and often to logs and crash dumps; a worker reads "
+             "secrets from its own environment instead.",
+             "# a connection factory that captures the API key in a module-level object\n",
+             "# a connection factory that reads os.environ['LANCEDB_API_KEY'] when called\n"),
+        Rule("LK505", "large-payload", W,
+             "The pickled payload sent to each worker is larger than 8 MiB.",
+             "Every worker pays for it at start-up; an inlined table or model is usually the "
+             "cause.",
+             "# a transform that is a bound method of an object holding a big lookup table\n",
+             "# a module-level transform that loads its lookup table once per worker\n"),
+        Rule("LK506", "fork-opted-in", W,
+             "`multiprocessing_context: fork` with workers, allowed by `loader.allow_fork: true`.",
+             "Forked workers over Lance segfault or hang in 10-50% of runs on this kind of machine.",
+             _HEAD + _SRC + "loader:\n  num_workers: 2\n  multiprocessing_context: fork\n"
+             "  allow_fork: true\n",
+             _HEAD + _SRC + "loader:\n  num_workers: 2\n  multiprocessing_context: forkserver\n"),
+    ]
+}
+
+
+def rule(code: str) -> Rule:
+    return RULES[code]
+
+
+def render_catalogue() -> str:
+    """The Markdown text of `docs/rules.md`."""
+    lines = [
+        "# Rule catalogue",
+        "",
+        "<!-- Generated by `python -m loaderkit.rules > docs/rules.md`; a test fails on drift. -->",
+        "",
+        "Every problem loaderkit reports has a stable code. `error`s fail `lint` and `build` "
+        "(exit 1); `warning`s are printed but do not.",
+        "",
+        "| code | name | severity |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.severity} |" for r in RULES.values()]
+    for r in RULES.values():
+        lines += [
+            "",
+            f"## {r.code}",
+            "",
+            f"**{r.name}** ({r.severity})",
+            "",
+            f"What it catches: {r.catches}",
+            "",
+            f"Why it matters: {r.why}",
+            "",
+            "Bad:",
+            "",
+            "```yaml",
+            r.bad.rstrip("\n"),
+            "```",
+            "",
+            "Good:",
+            "",
+            "```yaml",
+            r.good.rstrip("\n"),
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_catalogue(), end="")

@@ -1,0 +1,126 @@
+"""What `loaderkit build` prints: the object graph, the safety report, and `--take` throughput."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loaderkit.planning import PlanNode
+
+if TYPE_CHECKING:
+    from loaderkit.compiler import Compiled
+
+
+@dataclass
+class Throughput:
+    batches: int
+    rows: int
+    megabytes: float
+    seconds: float
+    first_batch_seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        mb_s = self.megabytes / self.seconds if self.seconds else 0.0
+        return (f"took {self.batches} batches, {self.rows} rows in {self.seconds:.2f} s: "
+                f"{self.rows_per_second:,.0f} rows/s, {mb_s:,.1f} MB/s, first batch after "
+                f"{self.first_batch_seconds:.3f} s")
+
+
+def batch_size_of(batch: Any) -> tuple[int, int]:
+    """(rows, bytes) of a batch in any output format; bytes is 0 where it is unknowable."""
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return batch.num_rows, batch.nbytes
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0], batch.nbytes
+    if isinstance(batch, dict):
+        values = list(batch.values())
+        rows = len(values[0]) if values else 0
+        size = sum(v.nbytes for v in values if isinstance(v, torch.Tensor | np.ndarray))
+        return rows, size
+    if isinstance(batch, list):
+        return len(batch), 0
+    if hasattr(batch, "estimated_size"):  # polars
+        return len(batch), int(batch.estimated_size())
+    if hasattr(batch, "memory_usage"):  # pandas
+        return len(batch), int(batch.memory_usage(deep=False).sum())
+    return len(batch), 0
+
+
+def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> Throughput:
+    """Pull `count` batches through the real loader, with a progress bar on a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    rows = size = batches = 0
+    start = time.perf_counter()
+    first = 0.0
+    iterator = iter(loader)
+    with Progress(TextColumn("taking batches"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), disable=quiet, transient=True) as progress:
+        task = progress.add_task("take", total=count, rate="")
+        try:
+            for batch in iterator:
+                if batches == 0:
+                    first = time.perf_counter() - start
+                n, b = batch_size_of(batch)
+                rows, size, batches = rows + n, size + b, batches + 1
+                elapsed = time.perf_counter() - start
+                progress.update(task, advance=1, rate=f"{rows / max(elapsed, 1e-9):,.0f} rows/s")
+                if batches >= count:
+                    break
+        finally:
+            _shutdown(iterator)
+    return Throughput(batches, rows, size / 1e6, time.perf_counter() - start, first)
+
+
+def _shutdown(iterator: Any) -> None:
+    """Stop the workers now rather than when the iterator is garbage collected."""
+    for method in ("close", "_shutdown_workers"):
+        stop = getattr(iterator, method, None)
+        if callable(stop):
+            stop()
+            return
+
+
+def _tree(node: PlanNode, prefix: str = "", last: bool = True, top: bool = True) -> list[str]:
+    branch = "" if top else ("└── " if last else "├── ")
+    settings = ", ".join(f"{k}={v}" for k, v in node.settings.items() if v is not None)
+    lines = [f"{prefix}{branch}{node.kind}: {node.label}"
+             + (f"  [{settings}]" if settings else "") + f"  ({node.location})"]
+    child_prefix = prefix if top else prefix + ("    " if last else "│   ")
+    for i, child in enumerate(node.children):
+        lines += _tree(child, child_prefix, i == len(node.children) - 1, top=False)
+    return lines
+
+
+def show_build(compiled: Compiled, throughput: Throughput | None, *, as_json: bool) -> Any:
+    from loaderkit.report import as_dict
+
+    plan = compiled.plan
+    if as_json:
+        return {"name": plan.name, "pinned_version": plan.read.source.version,
+                "graph": plan.root.as_dict(),
+                "safety": compiled.safety.as_dict() if compiled.safety else None,
+                "diagnostics": [as_dict(d) for d in compiled.diagnostics],
+                "take": None if throughput is None else {
+                    "batches": throughput.batches, "rows": throughput.rows,
+                    "seconds": throughput.seconds, "rows_per_second": throughput.rows_per_second,
+                    "megabytes": throughput.megabytes,
+                    "first_batch_seconds": throughput.first_batch_seconds}}
+    lines = [f"recipe {plan.name}: pinned to version {plan.read.source.version}", "",
+             *_tree(plan.root), ""]
+    if compiled.safety is not None:
+        lines += [str(compiled.safety), ""]
+    lines += [str(d) for d in compiled.diagnostics]
+    if throughput is not None:
+        lines.append(str(throughput))
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,275 @@
+"""Stage 3, validate: the resolved data against the models, plus cross-field rules.
+
+Every pydantic error is mapped back to the YAML position of the offending key
+or value. Cross-field rules run on the raw data too, so that a recipe with a
+type error still reports its other problems in the same pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from loaderkit.errors import Diagnostic
+from loaderkit.models import Recipe
+from loaderkit.reading import Document, KeyPath
+from loaderkit.resolving import ENV_REFERENCE, parse_env
+from loaderkit.rules import rule
+
+REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
+                       r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
+SUPPORTED_VERSIONS = (1,)
+
+
+def validate(document: Document) -> tuple[Recipe | None, list[Diagnostic]]:
+    problems = list(_cross_field(document))
+    try:
+        recipe = Recipe.model_validate(document.data)
+    except ValidationError as exc:
+        return None, problems + _map_errors(exc, document)
+    return recipe, problems
+
+
+def is_secret_path(path: KeyPath) -> bool:
+    """Keys whose values are secrets: `api_key` and storage options named like credentials."""
+    if path == ("source", "api_key"):
+        return True
+    return (len(path) == 3 and path[:2] == ("source", "storage_options")
+            and bool(SECRET_NAME.search(str(path[2]))))
+
+
+# --- pydantic errors -> located diagnostics -----------------------------------------------
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
+    """The part of a pydantic `loc` that addresses the data; union member tags are skipped."""
+    path: list[str | int] = []
+    through_union = False
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+            path.append(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            path.append(part)
+        else:
+            through_union = True
+    return tuple(path), through_union
+
+
+def _map_errors(exc: ValidationError, document: Document) -> list[Diagnostic]:
+    groups: dict[KeyPath, list[tuple[KeyPath, dict[str, Any]]]] = {}
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(_unknown_key(loc, document))
+            continue
+        if error["type"] == "missing":
+            parent = loc[:-1]
+            where = document.locate(parent, key=True)
+            section = f" in '{_dotted(parent)}'" if parent else ""
+            problems.append(rule("LK203").at(where, f"missing required key '{loc[-1]}'{section}"))
+            continue
+        path, _ = _data_path(document.data, loc)
+        head = _union_head(loc, document.data)
+        groups.setdefault(head if head is not None else path, []).append((path, error))
+    for head, errors in groups.items():
+        problems.append(_invalid_value(head, errors, document))
+    return problems
+
+
+def _union_head(loc: tuple[int | str, ...], data: Any) -> KeyPath | None:
+    """For an error inside a union member, the path of the union-typed value itself."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return tuple(path)
+        path.append(part)
+    return None
+
+
+def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
+                   document: Document) -> Diagnostic:
+    deepest = max((path for path, _ in errors), key=len)
+    where = document.locate(deepest)
+    value = _lookup(document.data, deepest)
+    if isinstance(value, str) and parse_env(value) is not None:
+        return rule("LK105").at(where, f"'{_dotted(deepest)}' cannot be an ${{env:...}} reference: "
+                                       "only string values can", "write the value itself")
+    reasons = []
+    for path, error in errors:
+        reason = error["msg"].replace("Input should be", "expected")
+        if path != head and len(path) > len(head):
+            reason += f" at '{_dotted(path[len(head):])}'"
+        reasons.append(reason)
+    message = f"invalid value for '{_dotted(head)}': " + "; or ".join(dict.fromkeys(reasons))
+    if not is_secret_path(deepest) and isinstance(value, (str, int, float, bool)):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        message += f", got {shown}"
+    hint = None
+    literal = [e for _, e in errors if e["type"] == "literal_error"]
+    if literal and isinstance(value, str):
+        options = re.findall(r"'([^']*)'", literal[0]["ctx"]["expected"])
+        close = difflib.get_close_matches(value, options, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "one of: " + ", ".join(options)
+    return rule("LK202").at(where, message, hint)
+
+
+def _unknown_key(loc: tuple[int | str, ...], document: Document) -> Diagnostic:
+    path, _ = _data_path(document.data, loc)
+    key = str(loc[-1])
+    section = path[:-1]
+    known = _known_keys(section)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    where = document.locate(path, key=True)
+    place = f"in '{_dotted(section)}'" if section else "at the top level"
+    message = f"unknown key '{key}' {place}"
+    if close:
+        return rule("LK201").at(where, f"{message} (did you mean '{close[0]}'?)",
+                                f"rename it to '{close[0]}'")
+    return rule("LK201").at(where, message, "known keys: " + ", ".join(known))
+
+
+def _known_keys(section: KeyPath) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in section:
+        annotation = model.model_fields[str(part)].annotation
+        candidates = [a for a in (annotation, *typing.get_args(annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _lookup(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+# --- cross-field rules --------------------------------------------------------------------
+
+def _get(data: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _cross_field(document: Document) -> Iterator[Diagnostic]:
+    data = document.data
+
+    def at(*path: str) -> Any:
+        return document.locate(path)
+
+    version = data.get("loaderkit")
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version not in SUPPORTED_VERSIONS:
+        yield rule("LK204").at(at("loaderkit"), f"unknown recipe format version {version}",
+                               "this loaderkit reads `loaderkit: 1`")
+
+    for path in (("transform",), ("source", "connection_factory")):
+        value = _get(data, *path)
+        if isinstance(value, str) and not REFERENCE.fullmatch(value):
+            yield rule("LK205").at(at(*path), f"'{_dotted(path)}' must be 'module:attribute', got "
+                                              f"{value!r}",
+                                   "name an importable module and a function in it, e.g. "
+                                   "my_project.data:decode")
+
+    workers = _get(data, "loader", "num_workers")
+    workers = workers if isinstance(workers, int) else 0
+    if workers == 0:
+        for key in ("persistent_workers", "prefetch_factor"):
+            value = _get(data, "loader", key)
+            if value not in (None, False):
+                yield rule("LK206").at(at("loader", key),
+                                       f"'loader.{key}' needs num_workers > 0",
+                                       f"set loader.num_workers, or remove {key}")
+    context = _get(data, "loader", "multiprocessing_context")
+    if context == "fork" and workers > 0:
+        if _get(data, "loader", "allow_fork") is True:
+            yield rule("LK506").at(at("loader", "multiprocessing_context"),
+                                   "fork with workers is allowed by loader.allow_fork; forked "
+                                   "workers over Lance segfault or hang in 10-50% of runs",
+                                   "use spawn or forkserver")
+        else:
+            yield rule("LK207").at(at("loader", "multiprocessing_context"),
+                                   "fork with num_workers > 0 is refused: Lance is not fork-safe "
+                                   "(forked workers segfault or hang)",
+                                   "use spawn (the default) or forkserver")
+
+    rank, world = _get(data, "sampler", "rank"), _get(data, "sampler", "world_size")
+    if isinstance(rank, int) and isinstance(world, int) and not 0 <= rank < world:
+        yield rule("LK208").at(at("sampler", "rank"),
+                               f"rank {rank} is outside world_size {world}",
+                               "ranks count from 0 to world_size - 1")
+
+    uri, table = _get(data, "source", "uri"), _get(data, "source", "table")
+    if isinstance(uri, str):
+        yield from _source_rules(document, uri, table, workers)
+    yield from _secrets_in_clear(document)
+
+
+def _source_rules(document: Document, uri: str, table: Any, workers: int) -> Iterator[Diagnostic]:
+    data = document.data
+    remote = uri.startswith("db://")
+    if (remote or uri.startswith("memory://")) and table is None:
+        yield rule("LK209").at(document.locate(("source", "uri")),
+                               f"'{uri}' is a LanceDB database: name the table with "
+                               "`source.table`")
+    if uri.startswith("memory://") and workers > 0:
+        yield rule("LK210").at(document.locate(("source", "uri")),
+                               "a memory:// database exists in one process; workers cannot see "
+                               "it", "set loader.num_workers: 0, or write the table to a "
+                                     "directory")
+    if not remote:
+        for key in ("api_key", "region", "host_override"):
+            if _get(data, "source", key) is not None:
+                yield rule("LK211").at(document.locate(("source", key), key=True),
+                                       f"'source.{key}' only applies to db:// databases")
+    if table is not None and uri.rstrip("/").endswith(".lance"):
+        yield rule("LK211").at(document.locate(("source", "table"), key=True),
+                               f"'{uri}' looks like a Lance dataset, but `table` makes it a "
+                               "LanceDB database", "remove `table`, or point uri at the "
+                                                   "database directory")
+
+
+def _secrets_in_clear(document: Document) -> Iterator[Diagnostic]:
+    candidates: list[KeyPath] = [("source", "api_key")]
+    options = _get(document.data, "source", "storage_options")
+    if isinstance(options, dict):
+        candidates += [("source", "storage_options", key) for key in options]
+    for path in candidates:
+        value = _lookup(document.data, path) if _has(document.data, path) else None
+        if value is None or not is_secret_path(path):
+            continue
+        if isinstance(value, str) and ENV_REFERENCE.fullmatch(value.strip()):
+            continue
+        name = path[-1]
+        yield rule("LK301").at(
+            document.locate(path), f"'{_dotted(path)}' holds a secret written in clear",
+            f"read it from the environment: {name}: ${{env:{str(name).upper()}}}")
+
+
+def _has(data: Any, path: KeyPath) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
