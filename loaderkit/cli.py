@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="skip the spawn probe (the other safety checks still run)")
 
     commands.add_parser("schema", help="print the recipe JSON Schema")
+
+    demo = commands.add_parser("demo", help="write a demo dataset, then build and run a recipe")
+    demo.add_argument("--dir", default="demo", help="where to write the demo data (./demo)")
+    demo.add_argument("--rows", type=int, default=20_000)
+    demo.add_argument("--take", type=int, default=20)
     return parser
 
 
@@ -49,7 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(schema_text())
         return 0
+    if args.command == "demo":
+        return _demo(args)
     return _build(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from loaderkit.demo import write_demo
+
+    recipe = write_demo(Path(args.dir), args.rows)
+    print(f"wrote {args.rows} demo rows under {args.dir}/; building {recipe}", file=sys.stderr)
+    return main(["build", str(recipe), "--take", str(args.take)])
 
 
 def _lint(paths: list[str], output: str) -> int:

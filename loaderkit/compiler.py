@@ -46,9 +46,16 @@ def front(path: str | Path, overrides: Overrides | None = None, *,
     return document, recipe, problems + found
 
 
+def _exists(path: Path, test: str = "exists") -> bool:
+    try:
+        return bool(getattr(path, test)())
+    except (OSError, ValueError):  # a name too long, a NUL in it
+        return False
+
+
 def recipe_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for path in map(Path, paths):
-        if path.is_dir():
+        if _exists(path, "is_dir"):
             yield from sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES
                               and p.is_file())
         else:
@@ -58,7 +65,7 @@ def recipe_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
     problems: list[Diagnostic] = []
     for file in recipe_files(paths):
-        if not file.exists():
+        if not _exists(file):
             problems.append(rule("LK007").at(Location(str(file)), "no such file or directory"))
             continue
         problems += front(file, require_env=False)[2]
@@ -78,8 +85,10 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     """Every stage; raises RecipeError listing all diagnostics if any is an error."""
     from loaderkit.binding import bind
     from loaderkit.building import build
-    from loaderkit.checking import check
+    from loaderkit.checking import check, refuse_if_bootstrapping
     from loaderkit.planning import plan as make_plan
+
+    refuse_if_bootstrapping()
 
     document, recipe, problems = front(path, overrides)
     if recipe is None or document is None or has_errors(problems):

@@ -81,16 +81,21 @@ class Sampler(Section):
 class Loader(Section):
     """torch.utils.data.DataLoader settings; each defaults to DataLoader's own default."""
 
-    batch_size: int = Field(1, ge=1)
-    num_workers: int = Field(0, ge=0)
+    batch_size: int = Field(1, ge=1, description="Rows per batch.", examples=[128])
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 reads in the "
+                                                  "main process.", examples=[4])
     multiprocessing_context: Literal["spawn", "forkserver", "fork"] | None = Field(
         None, description="Defaults to spawn when num_workers > 0; fork is refused (Lance is "
                           "not fork-safe) unless allow_fork is true.")
     allow_fork: bool = Field(False, description="Opt in to fork with workers (warned).")
-    persistent_workers: bool = False
-    prefetch_factor: int | None = Field(None, ge=1)
-    pin_memory: bool = False
-    drop_last: bool = False
+    persistent_workers: bool = Field(False, description="Keep workers alive between epochs.")
+    prefetch_factor: int | None = Field(None, ge=1, description="Chunks each worker reads ahead "
+                                                                "(torch's default: 2).")
+    pin_memory: bool = Field(False, description="Copy batches into pinned memory for fast GPU "
+                                                "transfer.")
+    drop_last: bool = Field(False, description="Drop each rank's last partial batch; with "
+                                               "several ranks, also gives every rank the same "
+                                               "number of batches.")
     timeout: float = Field(0, ge=0, description="Seconds to wait for a batch from a worker "
                                                 "(0: forever).")
     batch_readahead: int | None = Field(None, ge=1, description="Lance's batch readahead.")
@@ -105,20 +110,26 @@ class Recipe(Section):
 
     loaderkit: int = Field(description="Recipe format version; this loaderkit reads 1.",
                            examples=[1])
-    name: str | None = Field(None, description="Defaults to the file's stem.")
+    name: str | None = Field(None, description="Defaults to the file's stem.",
+                             examples=["diffusiondb-train"])
     extends: str | None = Field(None, description="A base recipe, relative to this file; "
-                                                  "deep-merged, lists replace.")
-    source: Source
+                                                  "deep-merged, lists replace.",
+                                examples=["base.yaml"])
+    source: Source = Field(description="Where the rows live.")
     columns: list[str] | dict[str, str] | None = Field(
         None, description="A list of columns, or {output_name: column or SQL expression}. "
                           "Default: all columns.", examples=[["image", "prompt"]])
     filter: str | None = Field(None, description="A SQL predicate pushed down to Lance.",
                                examples=["aesthetic_score > 5"])
-    format: FormatName = Field("torch", description="The type of each batch.")
+    format: FormatName = Field("torch", description="The type of each batch (see "
+                                                     "docs/formats.md).", examples=["numpy"])
     transform: str | None = Field(None, description="`module:attribute`, fn(batch) -> batch, "
-                                                     "called inside each worker.")
-    sampler: Sampler = Field(default_factory=Sampler)  # type: ignore[arg-type]
-    loader: Loader = Field(default_factory=Loader)  # type: ignore[arg-type]
+                                                     "called inside each worker.",
+                                  examples=["my_project.data:decode"])
+    sampler: Sampler = Field(default_factory=Sampler,  # type: ignore[arg-type]
+                             description="Which rows each (rank, worker) reads, in which order.")
+    loader: Loader = Field(default_factory=Loader,  # type: ignore[arg-type]
+                           description="torch.utils.data.DataLoader settings.")
 
 
 def json_schema() -> dict[str, object]:

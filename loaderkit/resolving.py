@@ -50,7 +50,7 @@ def resolve(path: str | Path, overrides: Overrides | None = None, *,
 
 def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | None,
                      problems: list[Diagnostic]) -> Document | None:
-    if referrer is not None and not path.is_file():
+    if referrer is not None and not _is_file(path):
         problems.append(rule("LK101").at(referrer, f"extended recipe '{path}' does not exist",
                                          "paths in `extends` are relative to the recipe"))
         return None
@@ -63,24 +63,50 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | N
         return document
     where = document.locate(("extends",))
     if not isinstance(base, str):
-        problems.append(rule("LK202").at(where, "`extends` must be a path to a recipe file"))
-        return document
-    base_path = (path.parent / base).resolve()
-    if base_path in chain or base_path == path.resolve():
-        cycle = " -> ".join(p.name for p in (*chain, path.resolve(), base_path))
+        return document  # validation reports the wrong type (LK202)
+    # Shown as the user wrote it (relative to this recipe); compared in canonical form.
+    base_path = Path(os.path.normpath(path.parent / base))
+    here, there = _canonical(path), _canonical(base_path)
+    if there in chain or there == here:
+        cycle = " -> ".join(p.name for p in (*chain, here, there))
         problems.append(rule("LK102").at(where, f"recipes extend each other in a cycle: {cycle}"))
         return document
-    parent = _read_with_bases(base_path, (*chain, path.resolve()), where, problems)
+    parent = _read_with_bases(base_path, (*chain, here), where, problems)
     return document if parent is None else _merge(parent, document)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL in it
+        return False
+
+
+def _canonical(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
+        return Path(os.path.abspath(path))
 
 
 def _merge(base: Document, child: Document) -> Document:
     """Deep-merge `child` over `base`: mappings merge, everything else (lists too) replaces."""
     merged = Document(child.file, copy.deepcopy(base.data), dict(base.keys), dict(base.values))
     merged.data.pop("extends", None)
+    def locate(p: KeyPath) -> tuple[Location | None, Location | None]:
+        return child.keys.get(p), child.values.get(p)
+
     for path in _leaf_paths(child.data):
         value = copy.deepcopy(_get(child.data, path))
-        _set(merged, path, value, lambda p: (child.keys.get(p), child.values.get(p)))
+        node, depth = merged.data, 0
+        while depth < len(path) - 1 and isinstance(node.get(path[depth]), dict):
+            node, depth = node[path[depth]], depth + 1
+        if value == {} and isinstance(node.get(path[depth]), dict):
+            continue  # an empty mapping merges into the base's unchanged
+        if depth < len(path) - 1 and path[depth] in node:
+            path = path[: depth + 1]  # the base has a non-mapping here: the child's replaces it
+            value = copy.deepcopy(_get(child.data, path))
+        _set(merged, path, value, locate)
     return merged
 
 
@@ -173,8 +199,8 @@ def _parse_overrides(overrides: Overrides,
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, (dict, list)) or value is None and raw.strip() not in ("null", "~"):
-            value = raw  # a flow collection in a shell argument is almost always a plain string
+        if value is None and raw.strip() not in ("null", "~"):
+            value = raw  # `--set name=` means the empty string, not null
         yield key, value, where
 
 

@@ -3,9 +3,68 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from loaderkit.models import json_schema
 
 
 def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return "mapping: " + prop["$ref"].rsplit("/", 1)[-1].lower()
+    if "anyOf" in prop:
+        return " or ".join(_type_of(p, defs) for p in prop["anyOf"])
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if prop.get("type") == "array":
+        return f"list of {_type_of(prop.get('items', {}), defs)}"
+    if prop.get("type") == "object":
+        extra = prop.get("additionalProperties")
+        return "mapping" + (f" to {_type_of(extra, defs)}" if isinstance(extra, dict) else "")
+    return str(prop.get("type", "any"))
+
+
+def _rows(model: dict[str, Any], prefix: str, defs: dict[str, Any]) -> list[str]:
+    rows = []
+    required = set(model.get("required", []))
+    for name, prop in model["properties"].items():
+        key = f"{prefix}{name}"
+        if name in required:
+            default = "required"
+        elif "default" in prop:
+            default = f"`{json.dumps(prop['default'])}`"
+        else:
+            default = "see description"
+        example = f"`{json.dumps(prop['examples'][0])}`" if prop.get("examples") else ""
+        description = prop.get("description", "").replace("|", "\\|")
+        rows.append(f"| `{key}` | {_type_of(prop, defs)} | {default} | {description} | "
+                    f"{example} |")
+        if "$ref" in prop:
+            ref = prop["$ref"].rsplit("/", 1)[-1]
+            rows += _rows(defs[ref], f"{key}.", defs)
+    return rows
+
+
+def reference_text() -> str:
+    """The Markdown of `docs/reference.md`: every recipe key, its type, default and example."""
+    schema = json_schema()
+    defs = schema.get("$defs", {})
+    lines = ["# Recipe reference", "",
+             "<!-- Generated from loaderkit/models.py by `python -m loaderkit.schema "
+             "--reference > docs/reference.md`; a test fails on drift. -->", "",
+             str(schema.get("description", "")), "",
+             "| key | type | default | description | example |",
+             "| --- | --- | --- | --- | --- |",
+             *_rows(schema, "", defs), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(reference_text() if "--reference" in sys.argv else schema_text())
