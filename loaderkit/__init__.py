@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loaderkit.errors import Diagnostic, Location, LoaderkitError, RecipeError, Severity
+from loaderkit.errors import Diagnostic, LoaderkitError, Location, RecipeError, Severity
 
 if TYPE_CHECKING:
     from loaderkit.runtime.loader import RecipeLoader

@@ -82,10 +82,20 @@ class Compiled:
 
 def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
                    probe: bool = True) -> Compiled:
-    """Every stage; raises RecipeError listing all diagnostics if any is an error."""
+    """Every stage; raises RecipeError listing all diagnostics if any is an error.
+
+    Nothing that can be refused without the loader waits for it: a transform or factory
+    that cannot cross into a worker (LK501/LK502), or a script without a main guard, is
+    refused before the loader is built and before any process starts.
+    """
     from loaderkit.binding import bind
     from loaderkit.building import build
-    from loaderkit.checking import check, refuse_if_bootstrapping
+    from loaderkit.checking import (
+        check,
+        check_references,
+        refuse_if_bootstrapping,
+        refuse_unguarded_main,
+    )
     from loaderkit.planning import plan as make_plan
 
     refuse_if_bootstrapping()
@@ -97,12 +107,16 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     problems += found
     if has_errors(problems):
         raise RecipeError(problems)
+    refuse_unguarded_main(plan)
     plan, found = bind(plan)
     problems += found
     if has_errors(problems):
         raise RecipeError(problems)
+    safety = check_references(plan)
+    if has_errors(safety.diagnostics):
+        raise RecipeError(problems + safety.diagnostics)
     loader = build(plan)
-    safety = check(plan, loader, probe=probe)
+    safety = check(plan, loader, probe=probe, report=safety)
     problems += safety.diagnostics
     if has_errors(problems):
         raise RecipeError(problems)

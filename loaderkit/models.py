@@ -12,11 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loaderkit.runtime.spec import FORMATS
-
+# The same names as loaderkit.runtime.spec.FORMATS (a test checks it); not imported from
+# there, because importing the runtime package loads lance and torch, and lint must not.
 FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
                      "python_col"]
-assert set(FORMATS) == set(FormatName.__args__)  # type: ignore[attr-defined]
 
 PositiveInt = int
 

@@ -61,17 +61,20 @@ def decode(raw: bytes, file: str) -> tuple[str | None, list[Diagnostic]]:
     if len(raw) > MAX_BYTES:
         return None, [rule("LK005").at(Location(file), f"recipe is {len(raw)} bytes; the limit is "
                                         f"{MAX_BYTES}", "a recipe is a few dozen lines")]
-    encoding = "utf-8-sig"
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
+    body, encoding, name = raw, "utf-8", "UTF-8"
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                       (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if raw.startswith(bom):
+            body, encoding, name = raw[len(bom):], codec, codec[:6].upper()
+            break
     try:
-        return raw.decode(encoding), []
-    except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        return body.decode(encoding), []
+    except UnicodeDecodeError as exc:  # locate the bad bytes in characters, as an editor counts
+        before = body[: exc.start].decode(encoding, errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
         return None, [rule("LK007").at(Location(file, line, column),
-                                       f"byte 0x{raw[exc.start]:02x} is not valid {encoding.upper()}",
+                                       f"byte 0x{body[exc.start]:02x} is not valid {name}",
                                        "save the recipe as UTF-8")]
 
 
@@ -127,8 +130,8 @@ def read_file(path: str | Path) -> tuple[Document | None, list[Diagnostic]]:
     file = str(path)
     try:
         raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return None, [rule("LK007").at(Location(file), f"cannot read recipe: {reason}")]
     text, problems = decode(raw, file)
     if text is None:
@@ -184,7 +187,11 @@ class _Converter:
             return str(node.value)
         try:
             return self._scalars.construct_object(node)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, KeyError, IndexError):  # e.g. `!!int abc`
+            self.problems.append(rule("LK001").at(
+                _loc(self.file, node.start_mark),
+                f"the value is not a valid {node.tag.replace(_CORE, '!!')}",
+                "write a value of that type, or quote it to make a string"))
             return str(node.value)
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
@@ -195,6 +202,8 @@ class _Converter:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(rule("LK003").at(key_loc, "a key must be a plain name"))
                 continue
+            if key_node.tag not in _SCALAR_TAGS | {_TIMESTAMP}:
+                self._check_tag(key_node, f"{_CORE}str")
             key = str(key_node.value)
             if key in result:
                 first = self.keys[(*path, key)]

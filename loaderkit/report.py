@@ -10,6 +10,8 @@ from loaderkit.errors import Diagnostic, sort_key
 from loaderkit.rules import RULES
 
 FORMATS = ("text", "json", "github", "sarif")
+HOME = "https://github.com/loaderkit/loaderkit"
+RULES_PAGE = f"{HOME}/blob/main/docs/rules.md"  # SARIF wants absolute URIs
 
 
 def render(diagnostics: Sequence[Diagnostic], fmt: str) -> str:
@@ -57,7 +59,7 @@ def _sarif(diagnostics: list[Diagnostic]) -> str:
     rules = [{"id": code, "name": RULES[code].name,
               "shortDescription": {"text": RULES[code].catches},
               "fullDescription": {"text": RULES[code].why},
-              "helpUri": f"docs/rules.md#{code.lower()}",
+              "helpUri": f"{RULES_PAGE}#{code.lower()}",
               "defaultConfiguration": {"level": str(RULES[code].severity)}} for code in used]
     results = [{
         "ruleId": d.code,
@@ -72,8 +74,7 @@ def _sarif(diagnostics: list[Diagnostic]) -> str:
     log = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "loaderkit", "informationUri":
-                                      "https://github.com/loaderkit/loaderkit",
+        "runs": [{"tool": {"driver": {"name": "loaderkit", "informationUri": HOME,
                                       "rules": rules}},
                   "results": results}],
     }

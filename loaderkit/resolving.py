@@ -13,23 +13,33 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from loaderkit.errors import Diagnostic, Location
 from loaderkit.reading import Document, KeyPath, read_file
 from loaderkit.rules import rule
-from loaderkit.runtime.spec import EnvValue
+
+if TYPE_CHECKING:
+    from loaderkit.runtime.spec import EnvValue
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 Overrides = Mapping[str, Any] | Sequence[str]
 
 
-def parse_env(value: str) -> EnvValue | None:
-    """`${env:NAME}` / `${env:NAME,default}` as a whole value, else None."""
+def env_reference(value: str) -> tuple[str, str | None] | None:
+    """`${env:NAME}` / `${env:NAME,default}` as a whole value -> (NAME, default), else None."""
     match = ENV_REFERENCE.fullmatch(value.strip())
-    return EnvValue(match.group(1), match.group(2)) if match else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+def parse_env(value: str) -> EnvValue | None:
+    """`${env:NAME}` / `${env:NAME,default}` as a whole value, as an EnvValue; else None."""
+    from loaderkit.runtime.spec import EnvValue  # here: the runtime package loads lance and torch
+
+    reference = env_reference(value)
+    return EnvValue(*reference) if reference is not None else None
 
 
 def resolve(path: str | Path, overrides: Overrides | None = None, *,
@@ -93,12 +103,14 @@ def _merge(base: Document, child: Document) -> Document:
     """Deep-merge `child` over `base`: mappings merge, everything else (lists too) replaces."""
     merged = Document(child.file, copy.deepcopy(base.data), dict(base.keys), dict(base.values))
     merged.data.pop("extends", None)
+
     def locate(p: KeyPath) -> tuple[Location | None, Location | None]:
         return child.keys.get(p), child.values.get(p)
 
     for path in _leaf_paths(child.data):
         value = copy.deepcopy(_get(child.data, path))
-        node, depth = merged.data, 0
+        node: dict[Any, Any] = merged.data
+        depth = 0
         while depth < len(path) - 1 and isinstance(node.get(path[depth]), dict):
             node, depth = node[path[depth]], depth + 1
         if value == {} and isinstance(node.get(path[depth]), dict):
@@ -134,7 +146,7 @@ def _set(target: Document, path: KeyPath, value: Any, locate: Locator) -> bool:
     `locate` gives the (key, value) locations of each path written, so that every
     value keeps pointing into the file (or override) it came from.
     """
-    node = target.data
+    node: dict[Any, Any] = target.data
     for depth, key in enumerate(path[:-1]):
         if key not in node:
             node[key] = {}
@@ -170,11 +182,16 @@ def _all_paths(value: Any, prefix: KeyPath = ()) -> Iterator[KeyPath]:
             yield from _all_paths(item, (*prefix, index))
 
 
+def _fixed(where: Location) -> Locator:
+    """A locator that places every path written at one location (an override)."""
+    return lambda _: (where, where)
+
+
 def _apply_overrides(document: Document, overrides: Overrides,
                      problems: list[Diagnostic]) -> None:
     for key, value, where in _parse_overrides(overrides, problems):
         path = tuple(key.split("."))
-        if not all(path) or not _set(document, path, value, lambda _, at=where: (at, at)):
+        if not all(path) or not _set(document, path, value, _fixed(where)):
             problems.append(rule("LK104").at(
                 where, f"cannot set '{key}': a key in it is not a mapping in the recipe",
                 "use dotted keys into mappings, e.g. loader.num_workers=8"))
@@ -191,8 +208,11 @@ def _parse_overrides(overrides: Overrides,
         key = key.strip()
         where = Location(f"<--set {key or text}>", 1, len(key) + 2)
         if not sep or not key:
-            problems.append(rule("LK104").at(Location(f"<--set {text}>"),
-                                             f"override '{text}' is not KEY=VALUE",
+            # Show only the leading dotted name: the rest may be a value typed by mistake.
+            name = re.match(r"[\w.]*", text.strip())
+            shown = name.group(0) if name and name.group(0) else "?"
+            problems.append(rule("LK104").at(Location(f"<--set {shown}>"),
+                                             f"override '{shown}...' is not KEY=VALUE",
                                              "write e.g. --set loader.num_workers=8"))
             continue
         try:
@@ -221,14 +241,14 @@ def _check_env(document: Document, require_env: bool) -> list[Diagnostic]:
         if "${env:" not in text:
             continue
         where = document.locate(path)
-        reference = parse_env(text)
+        reference = env_reference(text)
         if reference is None:
             problems.append(rule("LK105").at(
                 where, "an ${env:...} reference must be the whole value, as ${env:NAME} or "
                        "${env:NAME,default}", "move the rest of the value into the variable"))
-        elif reference.default is None and reference.name not in os.environ:
-            code = "LK103" if require_env else "LK106"
+        elif reference[1] is None and reference[0] not in os.environ:
+            code, name = "LK103" if require_env else "LK106", reference[0]
             problems.append(rule(code).at(
-                where, f"environment variable {reference.name} is not set",
-                f"export {reference.name}, or give a default: ${{env:{reference.name},VALUE}}"))
+                where, f"environment variable {name} is not set",
+                f"export {name}, or give a default: ${{env:{name},VALUE}}"))
     return problems

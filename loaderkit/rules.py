@@ -46,7 +46,8 @@ RULES: dict[str, Rule] = {
              "# TODO\n",
              _HEAD + _SRC),
         Rule("LK003", "not-a-mapping", E,
-             "A recipe whose top level (or a section that must be a mapping) is a list or a scalar.",
+             "A recipe whose top level (or a section that must be a mapping) is a list or a "
+             "scalar.",
              "Every section of a recipe is keyed; a list at the top is almost always an "
              "indentation mistake.",
              "- loaderkit: 1\n- source: data/train.lance\n",
@@ -58,7 +59,8 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "loader:\n  num_workers: 8\n"),
         Rule("LK005", "document-too-large", E,
              "Documents beyond loaderkit's limits: more than 1 MiB of text, nesting deeper than "
-             "64 levels, or aliases that expand to more than 100,000 nodes (a 'billion laughs' bomb).",
+             "64 levels, or aliases that expand to more than 100,000 nodes (a 'billion laughs' "
+             "bomb).",
              "A recipe is a few dozen lines; anything this large is a mistake or an attack, and "
              "expanding it would exhaust memory.",
              "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
@@ -88,7 +90,8 @@ RULES: dict[str, Rule] = {
              "Recipes that extend each other in a loop.",
              "A cycle has no meaning and would recurse forever.",
              "# a.yaml\nloaderkit: 1\nextends: b.yaml\n# b.yaml\nloaderkit: 1\nextends: a.yaml\n",
-             "# a.yaml\nloaderkit: 1\nextends: base.yaml\n# b.yaml\nloaderkit: 1\nextends: base.yaml\n"),
+             "# a.yaml\nloaderkit: 1\nextends: base.yaml\n"
+             "# b.yaml\nloaderkit: 1\nextends: base.yaml\n"),
         Rule("LK103", "env-unset", E,
              "`${env:NAME}` where NAME is unset and no default is given (checked when a recipe is "
              "built; lint only warns, see LK106).",
@@ -272,7 +275,8 @@ RULES: dict[str, Rule] = {
              "# a module-level transform that loads its lookup table once per worker\n"),
         Rule("LK506", "fork-opted-in", W,
              "`multiprocessing_context: fork` with workers, allowed by `loader.allow_fork: true`.",
-             "Forked workers over Lance segfault or hang in 10-50% of runs on this kind of machine.",
+             "Forked workers over Lance segfault or hang in 10-50% of runs on this kind of "
+             "machine.",
              _HEAD + _SRC + "loader:\n  num_workers: 2\n  multiprocessing_context: fork\n"
              "  allow_fork: true\n",
              _HEAD + _SRC + "loader:\n  num_workers: 2\n  multiprocessing_context: forkserver\n"),
@@ -297,7 +301,8 @@ def render_catalogue() -> str:
         "| code | name | severity |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.severity} |" for r in RULES.values()]
+    lines += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.severity} |"
+              for r in RULES.values()]
     for r in RULES.values():
         lines += [
             "",

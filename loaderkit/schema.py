@@ -1,4 +1,7 @@
-"""The recipe's JSON Schema, generated from the models; `schema/recipe.schema.json` is its output."""
+"""The recipe's JSON Schema, generated from the models.
+
+`schema/recipe.schema.json` is the output of `schema_text()`.
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from loaderkit.errors import Diagnostic
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import ENV_REFERENCE, parse_env
+from loaderkit.resolving import ENV_REFERENCE, env_reference
 from loaderkit.rules import rule
 
 REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
@@ -46,16 +46,23 @@ def is_secret_path(path: KeyPath) -> bool:
 
 # --- pydantic errors -> located diagnostics -----------------------------------------------
 
+def _child(data: Any, part: int | str) -> tuple[bool, Any]:
+    """(True, data[part]) when `part` addresses an item of `data`, else (False, None)."""
+    if isinstance(data, dict) and part in data:
+        return True, data[part]
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return True, data[part]
+    return False, None
+
+
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
     """The part of a pydantic `loc` that addresses the data; union member tags are skipped."""
     path: list[str | int] = []
     through_union = False
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-            path.append(part)
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
+        found, item = _child(data, part)
+        if found:
+            data = item
             path.append(part)
         else:
             through_union = True
@@ -78,7 +85,7 @@ def _map_errors(exc: ValidationError, document: Document) -> list[Diagnostic]:
             continue
         path, _ = _data_path(document.data, loc)
         head = _union_head(loc, document.data)
-        groups.setdefault(head if head is not None else path, []).append((path, error))
+        groups.setdefault(head if head is not None else path, []).append((path, dict(error)))
     for head, errors in groups.items():
         problems.append(_invalid_value(head, errors, document))
     return problems
@@ -88,11 +95,8 @@ def _union_head(loc: tuple[int | str, ...], data: Any) -> KeyPath | None:
     """For an error inside a union member, the path of the union-typed value itself."""
     path: list[str | int] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
+        found, data = _child(data, part)
+        if not found:
             return tuple(path)
         path.append(part)
     return None
@@ -103,7 +107,7 @@ def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
     deepest = max((path for path, _ in errors), key=len)
     where = document.locate(deepest)
     value = _lookup(document.data, deepest)
-    if isinstance(value, str) and parse_env(value) is not None:
+    if isinstance(value, str) and env_reference(value) is not None:
         return rule("LK105").at(where, f"'{_dotted(deepest)}' cannot be an ${{env:...}} reference: "
                                        "only string values can", "write the value itself")
     reasons = []

@@ -1,0 +1,114 @@
+"""`loaderkit lint` and `loaderkit schema` as a user runs them: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import HEAD
+
+BAD = HEAD + "loader:\n  batch_sise: 4\n"
+
+
+def loaderkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loaderkit", *args], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=cwd)
+
+
+def test_lint_clean_recipe_exits_0(write: Any) -> None:
+    result = loaderkit("lint", str(write("ok.yaml", HEAD)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_lint_recipe_with_errors_exits_1_and_prints_located_diagnostics(write: Any) -> None:
+    path = write("bad.yaml", BAD)
+    result = loaderkit("lint", str(path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{path}:5:3: error LK201 unknown key 'batch_sise'")
+    assert "1 error(s), 0 warning(s)" in result.stderr
+
+
+def test_lint_warnings_alone_exit_0(write: Any) -> None:
+    path = write("w.yaml", HEAD + "loader:\n  num_workers: 2\n  multiprocessing_context: fork\n"
+                                  "  allow_fork: true\n")
+    result = loaderkit("lint", str(path))
+    assert result.returncode == 0
+    assert "warning LK506" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["lint", "--bogus", "x.yaml"], ["lint"], [],
+                                  ["lint", "--format", "xml", "x.yaml"], ["frobnicate"]],
+                         ids=["unknown-flag", "no-path", "no-command", "bad-format",
+                              "unknown-command"])
+def test_usage_error_exits_2(args: list[str]) -> None:
+    result = loaderkit(*args)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_lint_directory_recurses_over_yaml_and_yml(tmp_path: Path, write: Any) -> None:
+    write("top.yaml", HEAD)
+    write("deep/er/bad.yml", BAD)
+    write("deep/bad.yaml", "loaderkit: 2\nsource:\n  uri: x\n")
+    write("deep/notes.txt", "loaderkit: [")  # not a recipe: ignored
+    result = loaderkit("lint", "--format", "json", str(tmp_path))
+    assert result.returncode == 1
+    files = sorted(Path(d["file"]).relative_to(tmp_path).as_posix()
+                   for d in json.loads(result.stdout))
+    assert files == ["deep/bad.yaml", "deep/er/bad.yml"]
+
+
+def test_lint_several_paths_reports_each(write: Any) -> None:
+    a, b = write("a.yaml", BAD), write("b.yaml", BAD)
+    items = json.loads(loaderkit("lint", "--format", "json", str(a), str(b)).stdout)
+    assert sorted(i["file"] for i in items) == [str(a), str(b)]
+
+
+def test_lint_missing_file_is_a_diagnostic_exit_1(tmp_path: Path) -> None:
+    result = loaderkit("lint", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "LK007" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "sarif"])
+def test_lint_machine_formats_print_only_the_report(fmt: str, write: Any) -> None:
+    result = loaderkit("lint", "--format", fmt, str(write("bad.yaml", BAD)))
+    assert result.returncode == 1
+    if fmt == "github":
+        assert result.stdout.startswith("::error file=")
+    else:
+        json.loads(result.stdout)  # nothing but the document on stdout
+
+
+def test_lint_relative_path_is_reported_as_given(tmp_path: Path, write: Any) -> None:
+    write("recipes/bad.yaml", BAD)
+    result = loaderkit("lint", "recipes", cwd=tmp_path)
+    assert result.stdout.startswith("recipes/bad.yaml:5:3: error LK201")
+
+
+def test_schema_prints_json_schema_and_exits_0() -> None:
+    result = loaderkit("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "source" in schema["properties"] and "loaderkit" in schema["required"]
+
+
+def test_lint_does_not_import_torch_or_lance(write: Any) -> None:
+    path = write("bad.yaml", BAD + "transform: my_project.data:decode\n")
+    script = textwrap.dedent(f"""
+        import sys
+        from loaderkit.cli import main
+        code = main(["lint", {str(path)!r}])
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "lance", "lancedb"}})
+        print("EXIT", code, "HEAVY", heavy)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.stdout.strip().splitlines()[-1] == "EXIT 1 HEAVY []", result.stdout
