@@ -56,7 +56,7 @@ def _rows(model: dict[str, Any], prefix: str, defs: dict[str, Any]) -> list[str]
 def reference_text() -> str:
     """The Markdown of `docs/reference.md`: every recipe key, its type, default and example."""
     schema = json_schema()
-    defs = schema.get("$defs", {})
+    defs: dict[str, Any] = schema.get("$defs", {})  # type: ignore[assignment]
     lines = ["# Recipe reference", "",
              "<!-- Generated from loaderkit/models.py by `python -m loaderkit.schema "
              "--reference > docs/reference.md`; a test fails on drift. -->", "",
