@@ -54,6 +54,15 @@ def _shell(line: str, cwd: Path) -> None:
                          ids=lambda d: d.relative_to(ROOT).as_posix())
 def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(workspace)
+    saved_environ = dict(os.environ)  # examples may export variables, as a user would
+    try:
+        _run_blocks(doc, workspace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+
+
+def _run_blocks(doc: Path, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for index, (lang, code) in enumerate(blocks(doc)):
         if lang == "python":
