@@ -46,6 +46,12 @@ def bind(plan: Plan) -> tuple[Plan, list[Diagnostic]]:
     try:
         runtime.open_source(replace(source, version=None))
     except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
+        tables = _other_tables(plan)
+        if tables:  # the database is there; the table is not: point at `table`
+            return plan, [rule("LK401").at(plan.locate("source", "table"),
+                                           f"no table '{source.table}' in {source.uri!r}",
+                                           "tables there: " + ", ".join(tables[:10])
+                                           + (", ..." if len(tables) > 10 else ""))]
         table = f"table '{source.table}' in " if source.table else ""
         return plan, [rule("LK401").at(plan.locate("source", "uri"),
                                        f"cannot open {table}{source.uri!r}: "
@@ -63,7 +69,29 @@ def bind(plan: Plan) -> tuple[Plan, list[Diagnostic]]:
     if dataset is not None:
         problems += _columns_and_filter(plan, dataset)
     problems += _workers_without_transform(plan)
+    if plan.sampler.world_size > 1 and not any(d.is_error for d in problems):
+        problems += _uneven_ranks(plan, handle)
     return plan, problems
+
+
+def _other_tables(plan: Plan) -> list[str]:
+    """The tables of a local LanceDB database that lacks the recipe's table, else []."""
+    source = plan.read.source
+    if source.table is None or source.connection_factory is not None:
+        return []
+    from loaderkit.runtime.spec import resolve_text
+
+    try:
+        uri = resolve_text(source.uri)
+        if uri.startswith(("db://", "memory://")):
+            return []
+        import lancedb
+
+        options = {k: resolve_text(v) for k, v in source.storage_options.items()} or None
+        names = list(lancedb.connect(uri, storage_options=options).list_tables().tables)
+    except Exception:  # no database there either: the uri is what is wrong
+        return []
+    return sorted(names) if source.table not in names else []
 
 
 def _references(plan: Plan) -> list[Diagnostic]:
@@ -79,7 +107,14 @@ def _references(plan: Plan) -> list[Diagnostic]:
             problems.append(rule("LK405").at(plan.locate(*path), f"cannot import '{reference}': "
                                                                  f"{type(exc).__name__}: {exc}"))
             continue
-        if not callable(target):
+        if type(target).__module__.startswith("lancedb"):
+            problems.append(rule("LK405").at(
+                plan.locate(*path),
+                f"'{reference}' is a LanceDB {type(target).__name__} object, not a function; "
+                "LanceDB tables and connections cannot be shipped to workers",
+                "name a function that opens the table inside the worker: "
+                "def open_table(name): return lancedb.connect(...).open_table(name)"))
+        elif not callable(target):
             problems.append(rule("LK405").at(plan.locate(*path),
                                              f"'{reference}' is a {type(target).__name__}, not "
                                              "a function", "name a function"))
@@ -93,7 +128,8 @@ def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
     problems = []
     for name, expression in (read.columns or {}).items():
         try:
-            dataset.scanner(columns={name: expression}, limit=0)
+            # Lance checks a projection lazily: asking for the schema is what raises.
+            dataset.scanner(columns={name: expression}, limit=0).projected_schema  # noqa: B018
         except Exception as exc:
             path = ("columns", name) if isinstance(plan.document.data.get("columns"), dict) \
                 else ("columns", list(read.columns or {}).index(name))
@@ -101,16 +137,22 @@ def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
                                              f"column '{expression}': {engine_message(exc)}"))
     if read.filter is not None:
         try:
-            dataset.scanner(columns=[], filter=read.filter, limit=0, with_row_id=True)
+            dataset.scanner(columns=[], filter=read.filter, limit=0,  # noqa: B018
+                            with_row_id=True).projected_schema
         except Exception as exc:
             problems.append(rule("LK403").at(plan.locate("filter"),
                                              f"invalid filter: {engine_message(exc)}"))
     if problems:
         return problems
     schema: pa.Schema = dataset.scanner(columns=read.columns, limit=0).projected_schema
+    # At `format` where it is written; else at what chose the columns (the default format
+    # with the dataset's own columns).
+    data = plan.document.data
+    key = ("format",) if "format" in data else ("columns",) if "columns" in data else \
+        ("source", "uri")
     for column in unsupported_columns(schema, read.format):
         problems.append(rule("LK404").at(
-            plan.locate("format"),
+            plan.locate(*key),
             f"format '{read.format}' cannot hold column '{column}' "
             f"({schema.field(column).type})",
             "drop the column, or choose a format that holds it (arrow, numpy, pandas, polars, "
@@ -126,3 +168,39 @@ def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
                                  "process", "set num_workers: 0, or add a transform that needs "
                                             "the parallelism")]
     return []
+
+
+def rows_per_rank(plan: Plan, handle: Any) -> list[int]:
+    """Rows each rank reads in an epoch, computed by the runtime's own planner."""
+    from loaderkit.runtime.plans import ChunkPlan
+    from loaderkit.runtime.sources import reader_for
+
+    universe = reader_for(handle).universe(plan.read.filter)
+    # Row counts do not depend on the order: plan a shuffle as the full scan it permutes,
+    # which costs O(ranges) instead of a permutation of every row per rank.
+    kind = "full_scan" if plan.sampler.type == "shuffle" else plan.sampler.type
+    return [ChunkPlan(replace(plan.sampler, type=kind, rank=r), universe,
+                      plan.loader.batch_size, plan.loader.drop_last).rows()
+            for r in range(plan.sampler.world_size)]
+
+
+def _uneven_ranks(plan: Plan, handle: Any) -> list[Diagnostic]:
+    try:
+        rows = rows_per_rank(plan, handle)
+    except Exception:  # the same problem surfaces, located, when the loader is built
+        return []
+    if len(set(rows)) <= 1:
+        return []
+    size = plan.loader.batch_size
+    batches = [-(-n // size) for n in rows]
+    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)"
+                       for r, (n, b) in enumerate(zip(rows, batches, strict=True)))
+    key = ("sampler", "type") if plan.sampler.type == "sharded_fragment" else \
+        ("sampler", "world_size")
+    steps = "and different numbers of batches" if len(set(batches)) > 1 else \
+        "(the same number of batches, but a short last batch on some)"
+    return [rule("LK407").at(plan.locate(*key),
+                             f"'{plan.sampler.type}' over {plan.sampler.world_size} ranks gives "
+                             f"them unequal rows {steps}: {shares}",
+                             "set loader.drop_last: true, or sampler.uneven: pad, so every rank "
+                             "takes the same number of steps")]

@@ -11,6 +11,7 @@ object there.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import multiprocessing
 import pickle
@@ -18,12 +19,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from loaderkit.binding import engine_message, import_reference
 from loaderkit.errors import Diagnostic
 from loaderkit.planning import Plan
 from loaderkit.rules import rule
+from loaderkit.runtime.spec import EnvValue
 
 LARGE_PAYLOAD = 8 << 20
 PROBE_TIMEOUT = 120.0
@@ -79,20 +83,88 @@ def bootstrapping_script() -> str | None:
     return getattr(main, "__file__", None) or "your script"
 
 
+def guard_message(script: str) -> str:
+    """The one message a script without a `__main__` guard gets, in the parent or a child."""
+    return (f"loaderkit: {script} starts DataLoader workers from its top level, and every "
+            "spawn worker re-runs that top level (so each worker would start workers of its "
+            "own). Put the training code under a main guard:\n\n"
+            "    if __name__ == \"__main__\":\n        main()\n")
+
+
 def refuse_if_bootstrapping() -> None:
     """Stop a script that lacks the `__main__` guard with one clear message, not a wall."""
     script = bootstrapping_script()
     if script is None:
         return
-    raise SystemExit(
-        f"loaderkit: {script} is being re-run inside a spawn worker because its top level "
-        "starts the loader. Put the training code under a main guard:\n\n"
-        "    if __name__ == \"__main__\":\n        main()\n")
+    raise SystemExit(guard_message(script))
 
 
-def check(plan: Plan, loader: Any, *, probe: bool = True) -> SafetyReport:
+def _is_main_test(test: ast.expr) -> bool:
+    """`__name__ == "__main__"` in any spelling (either side, inside `and`/`or`)."""
+    names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    strings = {n.value for n in ast.walk(test) if isinstance(n, ast.Constant)}
+    return "__name__" in names and "__main__" in strings
+
+
+def _rerun_by_spawn(main: Any) -> bool:
+    """Whether a spawn child re-runs `main`'s top level (multiprocessing.spawn's own rule: a
+    package's `__main__` run with `python -m` is not re-run, nor an IPython entry point)."""
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return not (name == "__main__" or name.endswith(".__main__"))
+    return Path(str(main.__file__)).stem != "ipython"
+
+
+def unguarded_script(frame: FrameType | None = None) -> str | None:
+    """The `__main__` script whose top level, outside any `if __name__ == "__main__":` block,
+    is running this call, or None (guarded, a notebook, `python -c`, unreadable source)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or not _rerun_by_spawn(main):
+        return None
+    frame = frame or sys._getframe()
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(frame.f_code.co_filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None  # nothing to judge by: the spawn child's refusal still catches it
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and _is_main_test(node.test)
+                and node.lineno <= line <= (node.end_lineno or node.lineno)):
+            return None
+    return str(path)
+
+
+def refuse_unguarded_main(plan: Plan) -> None:
+    """In the parent: refuse, before any worker starts, a script that would re-run itself in
+    every spawn/forkserver worker (its top level starts the loader, with no main guard)."""
+    if plan.loader.num_workers == 0 or plan.loader.multiprocessing_context == "fork":
+        return
+    script = unguarded_script()
+    if script is not None:
+        raise SystemExit(guard_message(script))
+
+
+def check_references(plan: Plan) -> SafetyReport:
+    """The static half of the check: what `transform` and `connection_factory` name.
+
+    Needs no loader, so it runs before the loader is built and before any process starts.
+    """
     report = SafetyReport(plan.loader.multiprocessing_context, plan.loader.num_workers)
     report.diagnostics += _static(plan, report)
+    return report
+
+
+def check(plan: Plan, loader: Any, *, probe: bool = True,
+          report: SafetyReport | None = None) -> SafetyReport:
+    """Every check; `report` is `check_references`' report when the static half already ran."""
+    if report is None:
+        report = check_references(plan)
     if plan.loader.num_workers == 0:
         report.checks.append(("pickle and spawn", "skipped: loading runs in this process"))
         return report
@@ -106,7 +178,9 @@ def check(plan: Plan, loader: Any, *, probe: bool = True) -> SafetyReport:
                                    "state; workers start slowly", "ship names, not objects"))
     if not probe:
         report.checks.append(("spawn probe", "skipped (--no-probe)"))
-    elif not report.diagnostics or not any(d.is_error for d in report.diagnostics):
+    elif any(d.is_error for d in report.diagnostics):
+        report.checks.append(("spawn probe", "skipped: fix the errors above first"))
+    else:
         report.diagnostics += _spawn_probe(plan, payload, report)
     return report
 
@@ -195,21 +269,28 @@ def _payload(plan: Plan, loader: Any, report: SafetyReport) -> bytes | None:
     return pickle.dumps(blobs)
 
 
+def _secret_references(plan: Plan) -> list[tuple[tuple[str, ...], EnvValue]]:
+    """Each `${env:}` secret the source reads, with the recipe key that holds it."""
+    source = plan.read.source
+    found: list[tuple[tuple[str, ...], Any]] = [(("source", "uri"), source.uri),
+                                                (("source", "api_key"), source.api_key)]
+    found += [(("source", "storage_options", k), v) for k, v in source.storage_options.items()]
+    return [(path, v) for path, v in found if isinstance(v, EnvValue) and v.is_secret]
+
+
 def _secrets(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
     problems = []
-    for reference in plan.env_references():
-        if not reference.is_secret:
-            continue
+    secrets = _secret_references(plan)
+    for path, reference in secrets:
         value = reference.resolve()
         if len(value) >= 4 and (value.encode() in payload or value.encode("utf-16-le") in payload):
             problems.append(rule("LK504").at(
-                plan.locate("source"), f"the value of ${{env:{reference.name}}} is inside what "
-                                       "is pickled to workers",
+                plan.locate(*path), f"the value of ${{env:{reference.name}}} is inside what "
+                                    "is pickled to workers",
                 "let workers read it from their environment, or load it in a connection "
                 "factory"))
-    secrets = sum(1 for r in plan.env_references() if r.is_secret)
     report.checks.append(("secrets absent from the payload",
-                          "failed" if problems else f"ok ({secrets} secret(s) scanned)"))
+                          "failed" if problems else f"ok ({len(secrets)} secret(s) scanned)"))
     return problems
 
 
@@ -232,21 +313,28 @@ def _probe_child(payload: bytes, conn: Connection) -> None:
 def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
     context = multiprocessing.get_context(plan.loader.multiprocessing_context or "spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_probe_child, args=(payload, send), daemon=True)
+    process = context.Process(  # type: ignore[attr-defined]  # BaseContext lacks it in typeshed
+        target=_probe_child, args=(payload, send), daemon=True)
     started = time.perf_counter()
     process.start()
     send.close()
     outcome: tuple[str, str] = ("error", f"no answer within {PROBE_TIMEOUT:.0f} s (a hang?)")
+    died = False
     try:
         if receive.poll(PROBE_TIMEOUT):
             outcome = receive.recv()
     except EOFError:
-        outcome = ("error", f"the probe process died (exit code {process.exitcode})")
+        died = True
     finally:
         process.join(5)
         if process.is_alive():
             process.kill()
             process.join()
+        receive.close()
+    if died:  # the exit code is known only after the join
+        outcome = ("error", f"the probe process exited with code {process.exitcode} before it "
+                            "answered (a crash, or a script re-run without a main guard: see "
+                            "its message above)")
     seconds = time.perf_counter() - started
     status, detail = outcome
     if status == "ok":

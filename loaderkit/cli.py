@@ -16,6 +16,17 @@ from loaderkit.errors import RecipeError
 from loaderkit.report import FORMATS, render
 
 
+def _positive(text: str) -> int:
+    """`--take N`: a whole number of batches, at least 1 (argparse exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loaderkit",
@@ -30,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("recipe", metavar="RECIPE")
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        dest="overrides", help="override a recipe key, e.g. loader.num_workers=8")
-    build.add_argument("--take", type=int, metavar="N",
+    build.add_argument("--take", type=_positive, metavar="N",
                        help="pull N batches through the real loader and report throughput")
     build.add_argument("--json", action="store_true", help="print the graph and report as JSON")
     build.add_argument("--no-probe", action="store_true",

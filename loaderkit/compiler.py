@@ -127,5 +127,6 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     """Compile a recipe into its DataLoader; raises RecipeError on any error diagnostic."""
     compiled = compile_recipe(path, overrides)
     for diagnostic in compiled.diagnostics:
-        warnings.warn(str(diagnostic), LoaderkitWarning, stacklevel=2)
+        # stacklevel 3: the caller of loaderkit.load_recipe, which calls this function
+        warnings.warn(str(diagnostic), LoaderkitWarning, stacklevel=3)
     return compiled.loader

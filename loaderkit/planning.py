@@ -32,7 +32,8 @@ class PlanNode:
     children: list[PlanNode] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "label": self.label, "recipe_key": ".".join(map(str, self.origin)),
+        return {"kind": self.kind, "label": self.label,
+                "recipe_key": ".".join(map(str, self.origin)),
                 "location": str(self.location), "settings": self.settings,
                 "children": [c.as_dict() for c in self.children]}
 

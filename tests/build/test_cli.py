@@ -1,0 +1,172 @@
+"""`loaderkit build`: the graph, the safety report, --take, --json, --set, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loaderkit import cli
+from tests.safety.support import REPO, capture_fds, line_col, subprocess_env
+
+Write = Callable[..., Path]
+
+RECIPE = """\
+loaderkit: 1
+name: items
+source:
+  uri: {data}/items.lance
+columns: [id, vec, score]
+sampler:
+  type: shuffle
+  seed: 3
+loader:
+  batch_size: 16
+"""
+THROUGHPUT = re.compile(r"^took (\d+) batches, (\d+) rows in [\d.]+ s: [\d,]+ rows/s, "
+                        r"[\d,.]+ MB/s, first batch after [\d.]+ s$", re.MULTILINE)
+
+
+def build(*args: str) -> tuple[int, str, str]:
+    """Run `loaderkit build ARGS` in this process: (exit status, stdout, stderr)."""
+    with capture_fds() as output:
+        try:
+            code = cli.main(["build", *args])
+        except SystemExit as exc:  # argparse: the command was used wrongly
+            code = int(exc.code or 0)
+    return code, output.out, output.err
+
+
+def build_json(*args: str) -> dict[str, Any]:
+    code, out, _ = build(*args, "--json")
+    assert code == 0, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def test_take_prints_the_graph(write_recipe: Write) -> None:
+    code, out, _ = build(str(write_recipe(RECIPE)), "--take", "5")
+    assert code == 0
+    assert "loader: RecipeLoader (torch.utils.data.DataLoader)" in out
+    assert "source: Lance dataset" in out and "sampler: shuffle" in out
+
+
+def test_take_prints_a_throughput_line(write_recipe: Write) -> None:
+    _, out, _ = build(str(write_recipe(RECIPE)), "--take", "5")
+    assert [m.groups() for m in THROUGHPUT.finditer(out)] == [("5", "80")]
+
+
+def test_graph_nodes_point_at_their_recipe_keys(write_recipe: Write) -> None:
+    path = write_recipe(RECIPE)
+    _, out, _ = build(str(path))
+    line, _ = line_col(path, "sampler:")
+    assert re.search(rf"sampler: shuffle .*\({re.escape(str(path))}:{line + 1}:3\)$", out,
+                     re.MULTILINE)
+
+
+def test_json_is_valid_and_has_graph_safety_and_take(write_recipe: Write) -> None:
+    result = build_json(str(write_recipe(RECIPE)), "--take", "3")
+    assert result["graph"]["kind"] == "loader"
+    assert result["safety"]["num_workers"] == 0
+    assert result["take"]["batches"] == 3 and result["take"]["rows"] == 48
+    assert result["pinned_version"] == 4
+
+
+def test_json_without_take_has_a_null_take(write_recipe: Write) -> None:
+    assert build_json(str(write_recipe(RECIPE)))["take"] is None
+
+
+def test_set_changes_the_batch_size(write_recipe: Write) -> None:
+    result = build_json(str(write_recipe(RECIPE)), "--set", "loader.batch_size=7",
+                        "--take", "2")
+    assert result["graph"]["settings"]["batch_size"] == 7
+    assert result["take"]["rows"] == 14
+
+
+def test_set_of_an_unknown_key_is_an_error_at_the_override(write_recipe: Write) -> None:
+    code, out, _ = build(str(write_recipe(RECIPE)), "--set", "loader.batch_sise=7")
+    assert code == 1
+    assert "<--set loader.batch_sise>" in out and "LK201" in out
+
+
+def test_build_exits_0_when_built(write_recipe: Write) -> None:
+    assert build(str(write_recipe(RECIPE)))[0] == 0
+
+
+def test_build_exits_1_on_an_error_and_prints_it_located(write_recipe: Write) -> None:
+    path = write_recipe(RECIPE.replace("items.lance", "itmes.lance"))
+    code, out, _ = build(str(path))
+    line, column = line_col(path, "uri:")
+    assert code == 1
+    assert out.startswith(f"{path}:{line}:{column}: error LK401 ")
+
+
+def test_build_json_prints_errors_as_a_json_array(write_recipe: Write) -> None:
+    path = write_recipe(RECIPE.replace("items.lance", "itmes.lance"))
+    code, out, _ = build(str(path), "--json")
+    assert code == 1
+    assert [d["code"] for d in json.loads(out)] == ["LK401"]
+
+
+def test_build_exits_0_with_only_warnings(write_recipe: Write) -> None:
+    path = write_recipe(RECIPE + "  num_workers: 2\n")  # LK408: workers without transform
+    code, out, _ = build(str(path), "--no-probe")
+    assert code == 0 and "warning LK408" in out
+
+
+def test_build_exits_2_on_an_unknown_flag(write_recipe: Write) -> None:
+    assert build(str(write_recipe(RECIPE)), "--frobnicate")[0] == 2
+
+
+@pytest.mark.parametrize("count", ["0", "-3", "five"])
+def test_build_exits_2_on_a_take_that_is_not_a_positive_count(write_recipe: Write,
+                                                              count: str) -> None:
+    code, _, err = build(str(write_recipe(RECIPE)), "--take", count)
+    assert code == 2 and "--take" in err
+
+
+def test_build_exits_2_without_a_recipe_argument() -> None:
+    # The real program, as a user runs it.
+    result = subprocess.run([sys.executable, "-m", "loaderkit", "build"], capture_output=True,
+                            text=True, env=subprocess_env(), timeout=60, check=False)
+    assert result.returncode == 2
+    assert "RECIPE" in result.stderr
+
+
+# --- the recipes shipped in recipes/, over the demo data ----------------------------------
+
+SHIPPED = sorted(p.name for p in (REPO / "recipes").glob("*.yaml")
+                 if p.name != "remote_lancedb.yaml")  # needs a real LanceDB Cloud project
+
+
+@pytest.fixture(scope="module")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of recipes/ beside a small `demo/` (what `loaderkit demo` writes)."""
+    from loaderkit.demo import write_demo
+
+    root = tmp_path_factory.mktemp("demo-project")
+    write_demo(root / "demo", rows=2000)
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    return root
+
+
+def test_the_shipped_recipes_are_all_tested() -> None:
+    assert len(SHIPPED) >= 6 and "train.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipe_builds(demo_project: Path, name: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(demo_project)  # the recipes name their data relative to the project
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, out, err = build(f"recipes/{name}", "--take", "1")
+    assert code == 0, out + err
+    assert re.search(r"^took 1 batches", out, re.MULTILINE), out

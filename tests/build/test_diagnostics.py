@@ -1,0 +1,211 @@
+"""Build-time diagnostics (LK4xx): found against the real data, located in the YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loaderkit import RecipeError
+from loaderkit.compiler import compile_recipe
+from loaderkit.errors import Diagnostic
+from tests.safety.support import line_col
+
+Write = Callable[..., Path]
+Where = tuple[str, int, int, str]
+
+HEAD = """\
+loaderkit: 1
+source:
+  uri: {data}/items.lance
+"""
+NUMERIC = "columns: [id, score]\n"  # a tensor format holds these (not the string column)
+
+
+def where(d: Diagnostic) -> Where:
+    return (d.location.file, d.location.line, d.location.column, d.code)
+
+
+def errors_of(path: Path) -> list[Diagnostic]:
+    with pytest.raises(RecipeError) as caught:
+        compile_recipe(path, probe=False)
+    return caught.value.errors
+
+
+def warnings_of(path: Path, code: str) -> list[Diagnostic]:
+    compiled = compile_recipe(path, probe=False)
+    return [d for d in compiled.diagnostics if d.code == code]
+
+
+def at(path: Path, needle: str, code: str, *, value: bool = True) -> Where:
+    return (str(path), *line_col(path, needle, value=value), code)
+
+
+def test_missing_dataset_is_lk401_at_the_uri(write_recipe: Write) -> None:
+    path = write_recipe(HEAD.replace("items.lance", "itmes.lance"))
+    assert [where(d) for d in errors_of(path)] == [at(path, "uri:", "LK401")]
+
+
+def test_missing_lancedb_table_is_lk401_at_the_table(write_recipe: Write) -> None:
+    path = write_recipe("""\
+        loaderkit: 1
+        source:
+          uri: {data}/db
+          table: itmes
+        """)
+    [error] = errors_of(path)
+    assert where(error) == at(path, "table:", "LK401")
+    assert "itmes" in error.message and "items" in (error.hint or "")
+
+
+def test_missing_lancedb_database_is_lk401_at_the_uri(write_recipe: Write) -> None:
+    path = write_recipe("""\
+        loaderkit: 1
+        source:
+          uri: {data}/no_such_db
+          table: items
+        """)
+    assert [where(d) for d in errors_of(path)] == [at(path, "uri:", "LK401")]
+
+
+def test_unknown_column_in_a_list_is_lk402_at_the_item(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, scroe]\n")
+    [error] = errors_of(path)
+    line, _ = line_col(path, "columns:")
+    assert where(error) == (str(path), line, path.read_text().splitlines()[line - 1]
+                            .index("scroe") + 1, "LK402")
+    assert "scroe" in error.message
+
+
+def test_unknown_column_in_a_mapping_is_lk402_at_its_expression(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns:\n  ident: id\n  rating: scroe\n")
+    assert [where(d) for d in errors_of(path)] == [at(path, "rating:", "LK402")]
+
+
+def test_every_unknown_column_is_reported_at_once(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [nope, id, nada]\n")
+    assert [d.code for d in errors_of(path)] == ["LK402", "LK402"]
+
+
+def test_invalid_filter_is_lk403_at_the_filter(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + 'filter: "score >"\n')
+    assert [where(d) for d in errors_of(path)] == [at(path, "filter:", "LK403")]
+
+
+def test_filter_on_an_unknown_column_is_lk403(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + 'filter: "scroe > 3"\n')
+    assert [where(d) for d in errors_of(path)] == [at(path, "filter:", "LK403")]
+
+
+def test_string_column_with_torch_format_is_lk404_at_the_format(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, text]\nformat: torch\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "format:", "LK404")
+    assert "'text'" in error.message
+
+
+def test_string_column_with_the_default_format_is_lk404_at_the_columns(
+        write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, text]\n")
+    assert [where(d) for d in errors_of(path)] == [at(path, "columns:", "LK404")]
+
+
+def test_string_column_with_python_col_format_builds(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, text]\nformat: python_col\n")
+    assert not any(d.is_error for d in compile_recipe(path, probe=False).diagnostics)
+
+
+def test_transform_that_does_not_import_is_lk405(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "transform: tests.safety.user_code:no_such_function\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "transform:", "LK405")
+    assert "no_such_function" in error.message
+
+
+def test_transform_module_that_does_not_exist_is_lk405(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "transform: tests.no_such_module:decode\n")
+    assert [where(d) for d in errors_of(path)] == [at(path, "transform:", "LK405")]
+
+
+def test_transform_that_is_not_callable_is_lk405(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "transform: tests.safety.user_code:PARENT_STATE\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "transform:", "LK405")
+    assert "not a function" in error.message
+
+
+def test_connection_factory_that_does_not_import_is_lk405(write_recipe: Write) -> None:
+    path = write_recipe("""\
+        loaderkit: 1
+        source:
+          uri: {data}/db
+          table: items
+          connection_factory: tests.safety.user_code:opne_table
+        """)
+    assert [where(d) for d in errors_of(path)] == [at(path, "connection_factory:", "LK405")]
+
+
+def test_version_not_found_is_lk406_at_the_version(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "  version: 99\n")
+    assert [where(d) for d in errors_of(path)] == [at(path, "version:", "LK406")]
+
+
+def test_existing_version_is_pinned_as_written(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "  version: 2\n" + NUMERIC)
+    assert compile_recipe(path, probe=False).plan.read.source.version == 2
+
+
+def test_unpinned_recipe_is_pinned_to_the_latest_version(write_recipe: Write) -> None:
+    compiled = compile_recipe(write_recipe(HEAD + NUMERIC), probe=False)
+    assert compiled.plan.read.source.version == 4
+
+
+def test_uneven_fragments_across_ranks_warn_lk407_at_the_sampler_type(
+        write_recipe: Write) -> None:
+    # Fragments of 100, 100, 60, 40 rows: rank 0 reads 160 rows, rank 1 reads 140.
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: sharded_fragment\n  rank: 0\n"
+                               "  world_size: 2\n")
+    [warning] = warnings_of(path, "LK407")
+    assert where(warning) == at(path, "type:", "LK407")
+    assert "160 rows" in warning.message and "140 rows" in warning.message
+
+
+def test_rows_that_do_not_divide_across_ranks_warn_lk407(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: shuffle\n  rank: 0\n"
+                                         "  world_size: 7\n")
+    [warning] = warnings_of(path, "LK407")
+    assert where(warning) == at(path, "world_size:", "LK407")
+
+
+def test_rows_that_divide_across_ranks_do_not_warn_lk407(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: full_scan\n  rank: 1\n"
+                                         "  world_size: 3\n")
+    assert warnings_of(path, "LK407") == []
+
+
+@pytest.mark.parametrize("fix", ["loader:\n  drop_last: true\n", "  uneven: pad\n"])
+def test_drop_last_or_pad_silences_lk407(write_recipe: Write, fix: str) -> None:
+    sampler = "sampler:\n  type: sharded_fragment\n  rank: 1\n  world_size: 2\n"
+    text = HEAD + NUMERIC + sampler + fix  # `  uneven` continues the sampler mapping
+    assert warnings_of(write_recipe(text), "LK407") == []
+
+
+def test_workers_without_transform_warn_lk408_at_num_workers(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "loader:\n  num_workers: 2\n")
+    assert [where(d) for d in warnings_of(path, "LK408")] == [
+        at(path, "num_workers:", "LK408")]
+
+
+def test_workers_with_a_transform_do_not_warn_lk408(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, score]\n"
+                               "transform: tests.safety.user_code:double_score\n"
+                               "loader:\n  num_workers: 2\n")
+    assert warnings_of(path, "LK408") == []
+
+
+def test_uneven_ranks_and_workers_without_transform_both_warn(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: sharded_fragment\n  rank: 0\n"
+                                         "  world_size: 2\nloader:\n  num_workers: 2\n")
+    codes = sorted(d.code for d in compile_recipe(path, probe=False).diagnostics)
+    assert codes == ["LK407", "LK408"]
