@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 FORMATS = ("arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python", "python_col")
 Format = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python", "python_col"]
@@ -51,7 +51,7 @@ class EnvValue:
         return "${env:" + self.name + "}"
 
 
-Text = Union[str, EnvValue]
+Text = str | EnvValue
 
 
 def resolve_text(value: Text) -> str:

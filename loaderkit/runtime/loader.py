@@ -1,0 +1,266 @@
+"""The DataLoader: main-process order, workers that only read chunks.
+
+`RecipeLoader` is a plain `torch.utils.data.DataLoader` over `ChunkDataset`
+whose sampler yields this epoch's chunk tasks (from `ChunkPlan`), with
+`batch_size=None` so each task's list of batches passes through untouched.
+Because the order is decided here, not in the workers, the epoch, the resume
+position and the delivery order do not depend on `num_workers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import torch
+import torch.utils.data
+from torch.utils.data._utils.pin_memory import pin_memory as _pin
+
+from loaderkit.runtime.dataset import DEFAULT_CACHE_MB, ChunkDataset, identity_collate
+from loaderkit.runtime.errors import CacheBudgetError, ResumeError, SourceError
+from loaderkit.runtime.plans import ChunkPlan, Task
+from loaderkit.runtime.sources import open_source, reader_for
+from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, resolve_text
+
+# Settings that fix the order of an epoch: a resume under any other value would
+# deliver a different sequence, so it is refused rather than silently wrong.
+_ORDER_KEYS = (
+    "sampler",
+    "mode",
+    "seed",
+    "world_size",
+    "rank",
+    "batch_size",
+    "drop_last",
+    "uneven",
+    "block_rows",
+    "chunk_rows",
+    "rows_per_epoch",
+)
+
+
+class _TaskSampler(torch.utils.data.Sampler):
+    """The DataLoader's sampler: yields whatever task stream the loader set for this pass."""
+
+    def __init__(self) -> None:
+        self.tasks: Iterable[Task] = ()
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+
+class RecipeLoader(torch.utils.data.DataLoader):
+    """A DataLoader that delivers batches of a recipe, epoch-aware and resumable.
+
+    Each `iter(loader)` is the next epoch (the first is 0, or whatever
+    `set_epoch` said). `state_dict()` / `load_state_dict()` follow torchdata's
+    StatefulDataLoader convention: a fresh loader given a saved state delivers
+    exactly the batches of that epoch not yet delivered, in the same order.
+    """
+
+    def __init__(
+        self,
+        dataset: ChunkDataset,
+        plan: ChunkPlan,
+        sampler: SamplerSpec,
+        loader: LoaderSpec,
+    ) -> None:
+        self._plan = plan
+        self._sampler_spec = sampler
+        self._loader_spec = loader
+        self._task_sampler = _TaskSampler()
+        self._next_epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already delivered)
+        self._epoch: int | None = None  # epoch of the pass in progress or last started
+        self._delivered = 0
+        self._finished = False
+        self._pass = 0
+        kwargs: dict[str, Any] = {}
+        if loader.num_workers > 0:
+            # Lance is not fork-safe; spawn is the documented default.
+            kwargs["multiprocessing_context"] = loader.multiprocessing_context or "spawn"
+            kwargs["persistent_workers"] = loader.persistent_workers
+            if loader.prefetch_factor is not None:
+                kwargs["prefetch_factor"] = loader.prefetch_factor
+        super().__init__(
+            dataset,
+            batch_size=None,
+            sampler=self._task_sampler,
+            collate_fn=identity_collate,
+            num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory,
+            timeout=loader.timeout,
+            **kwargs,
+        )
+
+    # ---- epochs -------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the pass in progress (or the next pass, before the first)."""
+        return self._epoch if self._epoch is not None else self._next_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch `epoch`."""
+        self._next_epoch = epoch
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return self._plan.batches()
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        epoch = self._next_epoch
+        skip = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        self._resume = None
+        self._pass += 1
+        self._epoch, self._delivered, self._finished = epoch, skip, False
+        self._next_epoch = epoch + 1
+        self._task_sampler.tasks = self._plan.tasks(epoch, skip)
+        return self._deliver(self._pass)
+
+    def _deliver(self, token: int) -> Iterator[Any]:
+        chunks = super().__iter__() if self.num_workers > 0 else self._prefetched()
+        for chunk in chunks:
+            for batch in chunk:
+                if token == self._pass:  # a stale iterator must not move the position
+                    self._delivered += 1
+                yield batch
+        if token == self._pass:
+            self._finished = True
+
+    def _prefetched(self) -> Iterator[list[Any]]:
+        """0 workers: one background thread reads chunk k+1 while chunk k is consumed.
+
+        Lance releases the GIL while it reads, so the read overlaps the training step.
+        """
+        dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+        pin = self.pin_memory and torch.cuda.is_available()
+        tasks = iter(self._task_sampler)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-prefetch")
+        pending: deque[Future[list[Any]]] = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(dataset.__getitem__, task))
+                if len(pending) < 2:
+                    continue
+                yield self._maybe_pin(pending.popleft().result(), pin)
+            while pending:
+                yield self._maybe_pin(pending.popleft().result(), pin)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _maybe_pin(chunk: list[Any], pin: bool) -> list[Any]:
+        return [_pin(b) for b in chunk] if pin else chunk
+
+    # ---- resume -------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        s, ld = self._sampler_spec, self._loader_spec
+        return {
+            "sampler": s.type,
+            "mode": s.mode,
+            "seed": s.seed,
+            "world_size": s.world_size,
+            "rank": s.rank,
+            "batch_size": ld.batch_size,
+            "drop_last": ld.drop_last,
+            "uneven": s.uneven,
+            "block_rows": s.block_rows,
+            "chunk_rows": s.chunk_rows,
+            "rows_per_epoch": self._plan.rows(),
+            "num_workers": ld.num_workers,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader stands: small, JSON-able, independent of num_workers."""
+        if self._epoch is not None and not self._finished:
+            epoch, delivered = self._epoch, self._delivered
+        elif self._resume is not None and self._resume[0] == self._next_epoch:
+            epoch, delivered = self._resume
+        else:
+            epoch, delivered = self._next_epoch, 0
+        return {
+            "epoch": epoch,
+            "batches_delivered": delivered,
+            **self._settings(),
+            "batches_per_epoch": self._plan.batches(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next pass finish the saved epoch exactly as an uninterrupted run would."""
+        mine = self._settings()
+        changed = [
+            f"{k}: saved {state.get(k)!r}, now {mine[k]!r}"
+            for k in _ORDER_KEYS
+            if k in state and state[k] != mine[k]
+        ]
+        if changed:
+            raise ResumeError(
+                "cannot resume: settings that fix the epoch order changed ("
+                + "; ".join(changed)
+                + "); resume with the saved settings or start a new epoch"
+            )
+        epoch, delivered = int(state["epoch"]), int(state["batches_delivered"])
+        if not 0 <= delivered <= self._plan.batches(epoch):
+            raise ResumeError(
+                f"cannot resume: {delivered} batches delivered but an epoch has "
+                f"{self._plan.batches(epoch)}"
+            )
+        self._next_epoch = epoch
+        self._resume = (epoch, delivered)
+        self._epoch, self._finished = None, False
+
+
+def _estimated_bytes(schema: pa.Schema, rows: int) -> int:
+    """Lower bound of the cache size from fixed-width types (variable width counts 0)."""
+    per_row = 0
+    for f in schema:
+        t, width = f.type, 1
+        while pa.types.is_fixed_size_list(t):
+            width *= t.list_size
+            t = t.value_type
+        with contextlib.suppress(ValueError):  # variable width: checked while loading
+            per_row += width * max(1, t.bit_width // 8)
+    return per_row * rows
+
+
+def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec) -> RecipeLoader:
+    """Build the DataLoader for one rank. Opens the source once here to plan the rows.
+
+    An unpinned source is pinned to the version opened here, so workers read
+    exactly the rows that were planned.
+    """
+    source = read.source
+    if (
+        resolve_text(source.uri).startswith("memory://")
+        and loader.num_workers > 0
+        and (source.connection_factory is None)
+    ):
+        raise SourceError("a memory:// database exists only in this process; use num_workers: 0")
+    obj = open_source(source)
+    if source.version is None:
+        read = dataclasses.replace(read, source=dataclasses.replace(source, version=obj.version))
+    reader = reader_for(obj)
+    universe = reader.universe(read.filter)
+    plan = ChunkPlan(sampler, universe, loader.batch_size, loader.drop_last)
+    cache_runs = None
+    if sampler.type == "shuffle" and sampler.mode == "cache":
+        budget_mb = sampler.cache_mb if sampler.cache_mb is not None else DEFAULT_CACHE_MB
+        need = _estimated_bytes(reader.schema(read.columns), universe.size)
+        if need > budget_mb * 1024 * 1024:
+            raise CacheBudgetError(
+                f"shuffle mode 'cache' needs at least {need / 2**20:.0f} MB for the selected "
+                f"columns but cache_mb is {budget_mb}; raise sampler.cache_mb, select fewer "
+                "columns, or use mode 'block'"
+            )
+        cache_runs = universe.runs([range(universe.size)])
+    dataset = ChunkDataset(read, loader.batch_size, cache_runs, sampler.cache_mb)
+    if loader.num_workers == 0:
+        dataset.use_reader(reader)
+    return RecipeLoader(dataset, plan, sampler, loader)

@@ -1,0 +1,36 @@
+"""Real Lance datasets and LanceDB tables for the runtime tests (no mocks).
+
+The data is deliberately awkward: 1,097 rows in 7 fragments of at most 157
+rows, so no fragment, batch or rank boundary lines up with another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import lance
+import lancedb
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # spawn copies sys.path, so workers import rt_factories
+
+from rt_support import ROWS, make_table, write_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lance_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    uri = write_dataset(tmp_path_factory.mktemp("lance") / "items.lance")
+    assert len(lance.dataset(uri).get_fragments()) == 7
+    return uri
+
+
+@pytest.fixture(scope="session")
+def db_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    uri = str(tmp_path_factory.mktemp("lancedb"))
+    lancedb.connect(uri).create_table("items", make_table(0, ROWS))
+    os.environ["LK_TEST_DB"] = uri  # read by rt_factories, in the workers too
+    return uri

@@ -1,0 +1,99 @@
+"""Each `format` yields the documented batch type and shape, vectors included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+import torch
+from rt_support import DIM, build
+
+from loaderkit.runtime import FormatError, tensor_incompatible_columns
+
+BS = 16
+ALL = {"id": "id", "label": "label", "emb": "emb", "text": "text"}
+
+
+def first_batch(uri: str, fmt: str, columns: dict[str, str] | None = ALL) -> object:
+    return next(iter(build(uri, format=fmt, columns=columns, batch_size=BS)))
+
+
+def test_arrow_format_yields_record_batches(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "arrow")
+    assert isinstance(batch, pa.RecordBatch)
+    assert batch.num_rows == BS
+    assert batch.schema.names == ["id", "label", "emb", "text"]
+
+
+def test_torch_format_yields_tensor_dict_with_vector_as_matrix(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "torch", {"id": "id", "label": "label", "emb": "emb"})
+    assert isinstance(batch, dict)
+    assert batch["id"].shape == (BS,) and batch["id"].dtype == torch.int64
+    assert batch["label"].dtype == torch.int32
+    assert batch["emb"].shape == (BS, DIM) and batch["emb"].dtype == torch.float32
+    ids = batch["id"]
+    assert torch.equal(batch["emb"][:, 0], (ids * 10).float())
+
+
+def test_torch_col_format_stacks_columns_with_vector_widths(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "torch_col", {"id": "id", "emb": "emb"})
+    assert isinstance(batch, torch.Tensor)
+    assert batch.shape == (BS, 1 + DIM)
+    assert torch.equal(batch[:, 1], batch[:, 0] * 10)
+
+
+def test_numpy_format_yields_array_dict_with_vector_as_matrix(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "numpy")
+    assert isinstance(batch, dict)
+    assert batch["emb"].shape == (BS, DIM)
+    assert isinstance(batch["id"], np.ndarray) and batch["id"].shape == (BS,)
+    assert batch["text"][0] == f"row {batch['id'][0]}"
+
+
+def test_pandas_format_yields_dataframes(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "pandas")
+    assert isinstance(batch, pd.DataFrame)
+    assert batch.shape == (BS, 4)
+
+
+def test_polars_format_yields_dataframes(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "polars")
+    assert isinstance(batch, pl.DataFrame)
+    assert batch.shape == (BS, 4)
+
+
+def test_python_format_yields_row_dicts(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "python")
+    assert isinstance(batch, list) and len(batch) == BS
+    assert batch[0]["text"] == f"row {batch[0]['id']}"
+    assert len(batch[0]["emb"]) == DIM
+
+
+def test_python_col_format_yields_column_lists(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "python_col")
+    assert isinstance(batch, dict)
+    assert set(batch) == set(ALL)
+    assert all(isinstance(v, list) and len(v) == BS for v in batch.values())
+
+
+def test_string_column_in_torch_format_raises_format_error_naming_it(lance_uri: str) -> None:
+    with pytest.raises(FormatError, match="'text'"):
+        first_batch(lance_uri, "torch")
+
+
+def test_tensor_incompatible_columns_names_only_the_string_column() -> None:
+    schema = pa.schema(
+        [("id", pa.int64()), ("emb", pa.list_(pa.float32(), DIM)), ("text", pa.string())]
+    )
+    assert list(tensor_incompatible_columns(schema, "torch")) == ["text"]
+    assert list(tensor_incompatible_columns(schema, "torch_col")) == ["text"]
+    assert tensor_incompatible_columns(schema, "arrow") == {}
+
+
+def test_vector_tensor_shares_arrow_memory_when_batch_is_a_slice(lance_uri: str) -> None:
+    # Batches are zero-copy slices of one chunk: values must still line up per row.
+    loader = build(lance_uri, type="full_scan", batch_size=BS)
+    for batch in loader:
+        assert torch.equal(batch["emb"][:, 3], (batch["id"] * 10 + 3).float())

@@ -1,0 +1,92 @@
+"""ChunkPlan alone (pure numpy): properties over random layouts, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loaderkit.runtime.plans import ChunkPlan, ScanTask, TakeTask, Task, Universe
+from loaderkit.runtime.spec import SamplerSpec
+
+KINDS = [
+    {"type": "full_scan"},
+    {"type": "sharded_fragment"},
+    {"type": "sharded_batch"},
+    {"type": "shuffle", "mode": "block"},
+    {"type": "shuffle", "mode": "exact"},
+]
+
+
+def universe(rows: list[int]) -> Universe:
+    # Fragment ids with gaps, as after deletions of whole fragments.
+    return Universe(
+        np.arange(len(rows), dtype=np.int64) * 3 + 1, np.array(rows, dtype=np.int64), None
+    )
+
+
+def positions(u: Universe, task: Task) -> np.ndarray:
+    """Back from what a worker is told to read to universe positions."""
+    if isinstance(task, ScanTask):
+        out = []
+        for run in task.runs:
+            idx = [int(np.flatnonzero(u.fragment_ids == f)[0]) for f in run.fragment_ids]
+            span = np.concatenate(
+                [np.arange(u.starts[i], u.starts[i] + u.fragment_rows[i]) for i in idx]
+            )
+            out.append(span[run.offset : run.offset + run.limit])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    assert isinstance(task, TakeTask)
+    frag = np.searchsorted(u.fragment_ids, task.ids >> 32)
+    return u.starts[frag] + (task.ids & 0xFFFFFFFF)
+
+
+def epoch_positions(
+    u: Universe, spec: dict[str, Any], ws: int, r: int, bs: int, **kw: Any
+) -> np.ndarray:
+    plan = ChunkPlan(
+        SamplerSpec(rank=r, world_size=ws, chunk_rows=3 * bs, block_rows=5, **spec),
+        u,
+        bs,
+        kw.get("drop_last", False),
+    )
+    parts = [positions(u, t) for t in plan.tasks(1, kw.get("skip", 0))]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+layouts = st.lists(st.integers(0, 40), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=layouts, ws=st.integers(1, 4), bs=st.integers(1, 9), kind=st.sampled_from(KINDS))
+def test_plan_covers_every_position_exactly_once_across_ranks(
+    rows: list[int], ws: int, bs: int, kind: dict[str, Any]
+) -> None:
+    u = universe(rows)
+    got = np.concatenate([epoch_positions(u, kind, ws, r, bs) for r in range(ws)])
+    assert np.array_equal(np.sort(got), np.arange(u.size))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=layouts, ws=st.integers(1, 4), bs=st.integers(1, 9), kind=st.sampled_from(KINDS))
+def test_plan_with_drop_last_gives_equal_full_batches_without_repeats(
+    rows: list[int], ws: int, bs: int, kind: dict[str, Any]
+) -> None:
+    u = universe(rows)
+    ranks = [epoch_positions(u, kind, ws, r, bs, drop_last=True) for r in range(ws)]
+    assert len({len(p) for p in ranks}) == 1 and len(ranks[0]) % bs == 0
+    allp = np.concatenate(ranks)
+    assert len(np.unique(allp)) == len(allp)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=layouts, bs=st.integers(1, 9), kind=st.sampled_from(KINDS), data=st.data())
+def test_plan_resumed_at_any_batch_is_the_suffix_of_the_epoch(
+    rows: list[int], bs: int, kind: dict[str, Any], data: st.DataObject
+) -> None:
+    u = universe(rows)
+    whole = epoch_positions(u, kind, 2, 1, bs)
+    skip = data.draw(st.integers(0, -(-len(whole) // bs)))
+    assert np.array_equal(epoch_positions(u, kind, 2, 1, bs, skip=skip), whole[skip * bs :])
