@@ -115,7 +115,9 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     safety = check_references(plan)
     if has_errors(safety.diagnostics):
         raise RecipeError(problems + safety.diagnostics)
-    loader = build(plan)
+    loader, found = build(plan)
+    if loader is None:
+        raise RecipeError(problems + found)
     safety = check(plan, loader, probe=probe, report=safety)
     problems += safety.diagnostics
     if has_errors(problems):

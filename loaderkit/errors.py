@@ -8,8 +8,18 @@ the whole list, so a user sees every problem at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\n")
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal or CI log: a recipe's keys must not inject escape codes,
+    line breaks (fake diagnostics, `::error::` workflow commands) or bells."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +31,7 @@ class Location:
     column: int = 1
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return f"{printable(self.file)}:{self.line}:{self.column}"
 
 
 class Severity(str, Enum):
@@ -45,8 +55,8 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
     def __str__(self) -> str:
-        text = f"{self.location}: {self.severity} {self.code} {self.message}"
-        return f"{text}\n  hint: {self.hint}" if self.hint else text
+        text = f"{self.location}: {self.severity} {self.code} {printable(self.message)}"
+        return f"{text}\n  hint: {printable(self.hint)}" if self.hint else text
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple[Location, str]:

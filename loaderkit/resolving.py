@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from loaderkit.runtime.spec import EnvValue
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
+MAX_EXTENDS = 32
 Overrides = Mapping[str, Any] | Sequence[str]
 
 
@@ -63,6 +64,11 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | N
     if referrer is not None and not _is_file(path):
         problems.append(rule("LK101").at(referrer, f"extended recipe '{path}' does not exist",
                                          "paths in `extends` are relative to the recipe"))
+        return None
+    if len(chain) >= MAX_EXTENDS:
+        problems.append(rule("LK102").at(referrer or Location(str(path)),
+                                         f"`extends` chains more than {MAX_EXTENDS} recipes deep",
+                                         "flatten the chain of base recipes"))
         return None
     document, found = read_file(path)
     problems += found

@@ -87,8 +87,9 @@ RULES: dict[str, Rule] = {
              _HEAD + "extends: bsae.yaml\n",
              _HEAD + "extends: base.yaml\n"),
         Rule("LK102", "extends-cycle", E,
-             "Recipes that extend each other in a loop.",
-             "A cycle has no meaning and would recurse forever.",
+             "Recipes that extend each other in a loop, or a chain of `extends` more than 32 "
+             "recipes deep.",
+             "A cycle has no meaning and would recurse forever; a chain that deep is a mistake.",
              "# a.yaml\nloaderkit: 1\nextends: b.yaml\n# b.yaml\nloaderkit: 1\nextends: a.yaml\n",
              "# a.yaml\nloaderkit: 1\nextends: base.yaml\n"
              "# b.yaml\nloaderkit: 1\nextends: base.yaml\n"),
@@ -238,6 +239,14 @@ RULES: dict[str, Rule] = {
              "2 us per row, so workers without work to do make the loader slower.",
              _HEAD + _SRC + "loader:\n  num_workers: 4\n",
              _HEAD + _SRC + "transform: my_project.data:decode\nloader:\n  num_workers: 4\n"),
+        Rule("LK409", "loader-refused", E,
+             "The runtime refused to build the loader: `mode: cache` over data larger than "
+             "`cache_mb`, or a source that cannot serve the recipe (a `filter` on a remote "
+             "table read without Lance, `memory://` reached without a factory).",
+             "These are known before the first batch; failing in the first epoch would waste "
+             "the job's start-up.",
+             _HEAD + _SRC + "sampler:\n  type: shuffle\n  mode: cache\n  cache_mb: 1\n",
+             _HEAD + _SRC + "sampler:\n  type: shuffle\n  mode: cache\n  cache_mb: 8192\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

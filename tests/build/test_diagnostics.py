@@ -209,3 +209,20 @@ def test_uneven_ranks_and_workers_without_transform_both_warn(write_recipe: Writ
                                          "  world_size: 2\nloader:\n  num_workers: 2\n")
     codes = sorted(d.code for d in compile_recipe(path, probe=False).diagnostics)
     assert codes == ["LK407", "LK408"]
+
+
+
+def test_cache_over_budget_is_lk409_at_cache_mb(tmp_path: Path) -> None:
+    import lance
+    import numpy as np
+    import pyarrow as pa
+
+    vectors = np.zeros(20_000 * 64, dtype=np.float32)  # 5 MB of vectors: over a 1 MB cache
+    lance.write_dataset(pa.table({"v": pa.FixedSizeListArray.from_arrays(vectors, 64)}),
+                        tmp_path / "big.lance")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"loaderkit: 1\nsource:\n  uri: {tmp_path / 'big.lance'}\n"
+                    "sampler:\n  type: shuffle\n  mode: cache\n  cache_mb: 1\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "cache_mb:", "LK409")
+    assert "cache_mb" in error.message

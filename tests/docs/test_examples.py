@@ -78,9 +78,3 @@ def _run_blocks(doc: Path, workspace: Path) -> None:
             errors = [d for d in lint([recipe]) if d.is_error]
             assert not errors, "\n".join(map(str, errors))
 
-
-def test_every_doc_has_a_runnable_example_or_is_generated() -> None:
-    for doc in DOCS:
-        if doc.name in GENERATED:
-            continue
-        assert blocks(doc), f"{doc.name} has no code example"

@@ -91,7 +91,8 @@ def test_a_payload_holding_the_secret_is_refused(safe_build: SafeBuild, secret: 
     # The same plan, a freshly built loader whose dataset carries the secret's value, the way
     # a factory module that captured os.environ at import into the dataset would.
     plan = safe_build.compiled.plan
-    loader = build(plan)
+    loader, problems = build(plan)
+    assert loader is not None and not problems
     loader.dataset.credentials = {"key": os.environ["LK_TEST_SECRET"]}  # type: ignore[attr-defined]
     report = check(plan, loader, probe=False)
     found = [(d.location.file, d.location.line, d.location.column, d.code)
