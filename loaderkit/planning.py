@@ -14,10 +14,9 @@ from typing import Any
 from loaderkit.errors import Diagnostic, Location
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import parse_env
+from loaderkit.resolving import is_secret_path, parse_env
 from loaderkit.rules import rule
 from loaderkit.runtime.spec import EnvValue, LoaderSpec, ReadSpec, SamplerSpec, SourceSpec, Text
-from loaderkit.validating import is_secret_path
 
 REDACTED = "<redacted>"
 

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 MAX_EXTENDS = 32
+SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
 Overrides = Mapping[str, Any] | Sequence[str]
+
+
+def is_secret_path(path: KeyPath) -> bool:
+    """Keys whose values are secrets: `api_key` and storage options named like credentials."""
+    if path == ("source", "api_key"):
+        return True
+    return (len(path) == 3 and path[:2] == ("source", "storage_options")
+            and bool(SECRET_NAME.search(str(path[2]))))
 
 
 def env_reference(value: str) -> tuple[str, str | None] | None:
@@ -254,7 +263,8 @@ def _check_env(document: Document, require_env: bool) -> list[Diagnostic]:
                        "${env:NAME,default}", "move the rest of the value into the variable"))
         elif reference[1] is None and reference[0] not in os.environ:
             code, name = "LK103" if require_env else "LK106", reference[0]
-            problems.append(rule(code).at(
-                where, f"environment variable {name} is not set",
-                f"export {name}, or give a default: ${{env:{name},VALUE}}"))
+            hint = f"export {name}"
+            if not is_secret_path(path):  # a secret must not get a default written in clear
+                hint += f", or give a default: ${{env:{name},VALUE}}"
+            problems.append(rule(code).at(where, f"environment variable {name} is not set", hint))
     return problems

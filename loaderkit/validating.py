@@ -18,12 +18,11 @@ from pydantic import BaseModel, ValidationError
 from loaderkit.errors import Diagnostic
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import ENV_REFERENCE, env_reference
+from loaderkit.resolving import ENV_REFERENCE, env_reference, is_secret_path
 from loaderkit.rules import rule
 
 REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
                        r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
 SUPPORTED_VERSIONS = (1,)
 
 
@@ -34,14 +33,6 @@ def validate(document: Document) -> tuple[Recipe | None, list[Diagnostic]]:
     except ValidationError as exc:
         return None, problems + _map_errors(exc, document)
     return recipe, problems
-
-
-def is_secret_path(path: KeyPath) -> bool:
-    """Keys whose values are secrets: `api_key` and storage options named like credentials."""
-    if path == ("source", "api_key"):
-        return True
-    return (len(path) == 3 and path[:2] == ("source", "storage_options")
-            and bool(SECRET_NAME.search(str(path[2]))))
 
 
 # --- pydantic errors -> located diagnostics -----------------------------------------------
