@@ -8,7 +8,6 @@ located diagnostic before any worker starts.
 from __future__ import annotations
 
 import importlib
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -17,14 +16,7 @@ import pyarrow as pa
 from loaderkit.errors import Diagnostic
 from loaderkit.planning import Plan
 from loaderkit.rules import rule
-
-_ENGINE_LOCATION = re.compile(r",\s*(/|[A-Za-z]:\\)\S+\.rs:\d+:\d+.*$", re.DOTALL)
-
-
-def engine_message(exc: BaseException) -> str:
-    """An engine's error text without the Rust source locations it appends."""
-    text = _ENGINE_LOCATION.sub("", str(exc).strip()).strip()
-    return text.removeprefix("Invalid user input: ") or type(exc).__name__
+from loaderkit.runtime.errors import engine_message  # also imported from here by checking
 
 
 def import_reference(reference: str) -> Any:

@@ -15,6 +15,7 @@ def build(plan: Plan) -> tuple[RecipeLoader | None, list[Diagnostic]]:
     try:
         return make_loader(plan.read, plan.sampler, plan.loader), []
     except RuntimeFailure as exc:
+        key: tuple[str, ...]
         if isinstance(exc, CacheBudgetError):
             key = ("sampler", "cache_mb") if plan.sampler.cache_mb is not None \
                 else ("sampler", "mode")

@@ -101,13 +101,22 @@ def _build(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         sys.stdout.write(render(exc.diagnostics, "json" if args.json else "text"))
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     throughput = None
     if args.take is not None:
+        from loaderkit.runtime.errors import RuntimeFailure
+
         try:
+            # Ctrl-C stops between batches; take_batches stops the workers, then raises.
             throughput = take_batches(compiled.loader, args.take, quiet=args.json)
         except KeyboardInterrupt:
             print("interrupted; workers stopped", file=sys.stderr)
             return 130
+        except RuntimeFailure as exc:  # the data failed mid-epoch: a message, not a traceback
+            print(f"{args.recipe}: error while taking batches: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(show_build(compiled, throughput, as_json=True), indent=2, default=str))
     else:

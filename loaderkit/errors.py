@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\n")
 
 

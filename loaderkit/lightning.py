@@ -1,4 +1,4 @@
-"""A PyTorch Lightning `LightningDataModule` built from recipes (`pip install loaderkit[lightning]`).
+"""A PyTorch Lightning `LightningDataModule` built from recipes (extra: `loaderkit[lightning]`).
 
 Each split is a recipe; Lightning asks for a loader and gets the recipe's
 `RecipeLoader`, checked like any other. Each pass Lightning makes over the

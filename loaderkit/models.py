@@ -66,9 +66,13 @@ class Sampler(Section):
                              "shuffled inside large chunks (fast, memory-bounded); exact: a true "
                              "per-row permutation; cache: hold the columns in memory (see "
                              "cache_mb).")
-    block_rows: int = Field(64, ge=1, description="shuffle/block: rows per contiguous block.")
-    chunk_rows: int = Field(65536, ge=1, description="Rows read per Lance call and shuffled "
-                                                      "together (rounded to whole batches).")
+    block_rows: int = Field(1024, ge=1, description="shuffle/block: rows per contiguous block "
+                                                     "(read with one range read).")
+    chunk_rows: int | None = Field(
+        None, ge=1, description="Rows read per Lance call and shuffled together (rounded to "
+                                "whole batches). Unset: 65536; shuffle block 131072, shuffle "
+                                "exact ~128 MB of the selected columns, cache 16384.",
+        examples=[65536])
     cache_mb: int | None = Field(None, ge=1, description="shuffle/cache: the memory budget; "
                                                           "larger data is refused.")
     uneven: Literal["allow", "pad"] = Field(

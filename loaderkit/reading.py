@@ -86,9 +86,8 @@ def _shape_problem(text: str, file: str) -> Diagnostic | None:
     The composer recurses (deep nesting would overflow it) and builds every node
     (a huge flat document would cost seconds and hundreds of MB first).
     """
-    depth = events = 0
-    for event in yaml.parse(text, Loader=_LOADER):
-        events += 1
+    depth = 0
+    for events, event in enumerate(yaml.parse(text, Loader=_LOADER), start=1):
         if events > MAX_NODES:
             return rule("LK005").at(_loc(file, event.start_mark),
                                     f"the document has more than {MAX_NODES} nodes")

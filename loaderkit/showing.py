@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,17 +59,57 @@ def batch_size_of(batch: Any) -> tuple[int, int]:
     return len(batch), 0
 
 
+class _CtrlC:
+    """Ctrl-C while taking batches: the first asks to stop after the batch in flight.
+
+    Stopping between batches, rather than wherever KeyboardInterrupt lands, never
+    cuts a batch off halfway through its transfer from a worker (which makes the
+    worker print a ConnectionResetError traceback). A second Ctrl-C, for a loader
+    that delivers nothing, raises KeyboardInterrupt at once, unless the workers are
+    already being stopped (an exception there would only interrupt the stopping).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested and not self.stopping:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_between_batches() -> Iterator[_CtrlC]:
+    ctrl_c = _CtrlC()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield ctrl_c  # no handler can be installed here: Ctrl-C stays KeyboardInterrupt
+        return
+    signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        yield ctrl_c
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> Throughput:
-    """Pull `count` batches through the real loader, with a progress bar on a terminal."""
+    """Pull `count` batches through the real loader, with a progress bar on a terminal.
+
+    On Ctrl-C the workers are stopped (and waited for) before KeyboardInterrupt is
+    raised, so the caller can report it without leaving processes behind.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     rows = size = batches = 0
     start = time.perf_counter()
     first = 0.0
-    iterator = iter(loader)
-    with Progress(TextColumn("taking batches"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), disable=quiet, transient=True) as progress:
+    with _ctrl_c_stops_between_batches() as ctrl_c, \
+            Progress(TextColumn("taking batches"), BarColumn(), MofNCompleteColumn(),
+                     TextColumn("{task.fields[rate]}"), disable=quiet,
+                     transient=True) as progress:
         task = progress.add_task("take", total=count, rate="")
+        iterator = iter(loader)
         try:
             for batch in iterator:
                 if batches == 0:
@@ -75,17 +118,23 @@ def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> T
                 rows, size, batches = rows + n, size + b, batches + 1
                 elapsed = time.perf_counter() - start
                 progress.update(task, advance=1, rate=f"{rows / max(elapsed, 1e-9):,.0f} rows/s")
-                if batches >= count:
+                if batches >= count or ctrl_c.requested:
                     break
         finally:
-            _shutdown(iterator)
+            ctrl_c.stopping = True
+            _shutdown(loader, iterator)
+    if ctrl_c.requested:
+        raise KeyboardInterrupt
     return Throughput(batches, rows, size / 1e6, time.perf_counter() - start, first)
 
 
-def _shutdown(iterator: Any) -> None:
-    """Stop the workers now rather than when the iterator is garbage collected."""
-    for method in ("close", "_shutdown_workers"):
-        stop = getattr(iterator, method, None)
+def _shutdown(loader: Any, iterator: Any) -> None:
+    """Stop the workers now (and wait for them) rather than when the iterator is collected."""
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
+    for owner, method in ((loader, "shutdown_workers"), (iterator, "_shutdown_workers")):
+        stop = getattr(owner, method, None)
         if callable(stop):
             stop()
             return

@@ -7,7 +7,14 @@ a spawned worker opens its own handle (and reads its own secrets).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import atexit
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +23,7 @@ import torch
 import torch.utils.data
 
 from loaderkit.runtime.errors import CacheBudgetError
-from loaderkit.runtime.formats import convert
+from loaderkit.runtime.formats import GATHER_FORMATS, convert, gather_batch, slice_batch
 from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, TakeTask, Task
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
 from loaderkit.runtime.spec import Format, ReadSpec
@@ -28,6 +35,40 @@ DEFAULT_CACHE_MB = 4096
 def identity_collate(batches: list[Any]) -> list[Any]:
     """The task already returns finished batches; module-level so spawn can pickle it."""
     return batches
+
+
+def worker_init(worker_id: int) -> None:
+    """`worker_init_fn`: what a worker process needs before it reads anything.
+
+    - Ctrl-C is the main process's to handle, never a worker's. Workers already
+      start with SIGINT blocked (the loader starts them so; the mask survives
+      exec); ignoring it too covers forkserver workers, forked by a server that
+      was started earlier, and any thread that unblocks signals.
+    - A worker told to stop while its queue's feeder thread is still pickling a
+      batch must not finalize the interpreter under that thread: the thread is in
+      torch's C++ (sharing a tensor's storage) and is killed by `pthread_exit` when
+      it asks for the GIL back, which aborts the process ("terminate called without
+      an active exception"), and DataLoader then reports the worker as crashed. So
+      the worker waits for the feeder first (it finishes in milliseconds: the batch
+      goes into the pipe), and leaves without finalizing only if it cannot.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    atexit.register(_exit_before_finalizing)
+
+
+def _exit_before_finalizing() -> None:
+    # atexit runs before the interpreter starts finalizing: give the feeder thread a
+    # moment to finish the batch in hand (torch has already closed the queue, so it
+    # then ends), and leave without finalizing if it is stuck (a full pipe).
+    feeders = [t for t in threading.enumerate() if t.name == "QueueFeederThread"]
+    deadline = time.monotonic() + 1.0
+    for thread in feeders:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in feeders):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
 
 
 def rebatch(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.RecordBatch]:
@@ -54,11 +95,18 @@ class _Cache:
     which is the normal state of a host feeding a GPU.
     """
 
-    def __init__(self, batch: pa.RecordBatch, fmt: Format) -> None:
+    def __init__(self, batch: pa.RecordBatch | None, fmt: Format, base: Any = None) -> None:
         self.batch = batch
         self.fmt = fmt
-        self.base: Any = None
-        if fmt == "torch_col":
+        self.base: Any = base
+        if base is not None:  # already filled (see `_fill`)
+            if fmt == "torch_col":
+                self.base = base.numpy()
+            elif fmt == "torch":
+                self.base = {k: t.numpy() for k, t in base.items()}
+        elif batch is None:
+            raise ValueError("a cache needs a batch or a base")
+        elif fmt == "torch_col":
             self.base = convert(batch, fmt).numpy()
         elif fmt == "torch":
             self.base = {k: t.numpy() for k, t in convert(batch, fmt).items()}
@@ -67,6 +115,7 @@ class _Cache:
 
     def rows(self, positions: np.ndarray) -> Any:
         if self.base is None:
+            assert self.batch is not None
             return convert(self.batch.take(pa.array(positions)), self.fmt)
         if isinstance(self.base, np.ndarray):
             return torch.from_numpy(np.take(self.base, positions, axis=0))
@@ -74,6 +123,96 @@ class _Cache:
         if self.fmt == "numpy":
             return picked
         return {k: torch.from_numpy(v) for k, v in picked.items()}
+
+
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One contiguous record batch (a copy only when there are several)."""
+    if len(batches) == 1:
+        return batches[0]
+    combined = pa.Table.from_batches(batches).combine_chunks().to_batches()
+    return combined[0] if combined else batches[0].slice(0, 0)
+
+
+def _fill(parts: Iterator[pa.Table], rows: int, fmt: Format) -> Any:
+    """`parts` (consecutive tables, `rows` in all) as one batch in `fmt` (a GATHER_FORMAT).
+
+    None when there are no rows to learn the column shapes from.
+    """
+    bufs: dict[str, np.ndarray] | None = None
+    at = 0
+    for part in parts:
+        for b in part.to_batches():
+            if not b.num_rows:
+                continue
+            conv = convert(b, fmt)
+            cols = {"": conv} if fmt == "torch_col" else conv
+            arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in cols.items()}
+            if bufs is None:
+                bufs = {k: np.empty((rows, *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+            for k, v in arrays.items():
+                bufs[k][at : at + len(v)] = v
+            at += b.num_rows
+    if bufs is None:
+        return None
+    assert at == rows, f"read {at} rows of {rows}"
+    if fmt == "torch_col":
+        return torch.from_numpy(bufs[""])
+    if fmt == "torch":
+        return {k: torch.from_numpy(v) for k, v in bufs.items()}
+    return bufs
+
+
+class Chunk:
+    """A chunk's rows as one batch in `fmt`; iterating yields the `batch_size` batches.
+
+    Without `order` a batch is a slice (a view); with it, batch i is the rows
+    `order[i*bs:(i+1)*bs]`, gathered when it is reached. `out_format`: convert each
+    batch to it on the way out (`fmt` is then "arrow"). Picklable, so a worker
+    returns it whole.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        fmt: Format,
+        batch_size: int,
+        order: np.ndarray | None = None,
+        out_format: Format | None = None,
+    ) -> None:
+        self.data, self.fmt, self.batch_size = data, fmt, batch_size
+        self.order, self.out_format = order, out_format
+        if order is not None:
+            self.rows = len(order)
+        elif fmt in ("arrow", "polars"):
+            self.rows = data.num_rows if fmt == "arrow" else data.height
+        elif fmt in ("torch", "numpy", "python_col"):
+            self.rows = len(next(iter(data.values()))) if data else 0
+        else:  # torch_col, python, pandas
+            self.rows = len(data)
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        for a in range(0, self.rows, self.batch_size):
+            b = min(a + self.batch_size, self.rows)
+            if self.order is None:
+                batch = slice_batch(self.data, self.fmt, a, b)
+            elif self.fmt in GATHER_FORMATS:
+                batch = gather_batch(self.data, self.fmt, self.order[a:b])
+            else:
+                batch = self.data.take(pa.array(self.order[a:b]))
+            yield batch if self.out_format is None else convert(batch, self.out_format)
+        # Consumed: let the chunk's buffer go now, not when the caller's loop
+        # variable moves on (by then the next two chunks are in memory too).
+        self.data = self.order = None
+        self.rows = 0
+
+    def pin_memory(self) -> list[Any]:
+        """DataLoader's pin-memory thread: the batches, pinned."""
+        from torch.utils.data._utils.pin_memory import pin_memory
+
+        return [pin_memory(b) for b in self]
 
 
 class ChunkDataset(torch.utils.data.Dataset):
@@ -116,58 +255,106 @@ class ChunkDataset(torch.utils.data.Dataset):
         rows = self.reader.head(self.read.columns, self.read.filter).num_rows
         return f"read {rows} row(s) of version {self.read.source.version}"
 
-    def __getitem__(self, task: Task) -> list[Any]:
+    def __getitem__(self, task: Task) -> Chunk | list[Any]:
+        """The task's batches: a `Chunk` (iterable of batches), or a list with a transform.
+
+        A `Chunk` holds the whole chunk converted once; its batches are views
+        (or, for shuffled rows, small gathers) made as the consumer iterates, so
+        a worker ships one tensor per column per chunk, not one per batch.
+        """
+        fmt = self.read.format
+        out: Chunk | list[Any]
         if isinstance(task, CacheTask):
             cache = self._load_cache()
-            out = [
-                cache.rows(task.positions[i : i + self.batch_size])
-                for i in range(0, len(task.positions), self.batch_size)
-            ]
+            if cache.base is not None:
+                # One gather for the whole chunk (off the consumer's thread with 0
+                # workers: np.take releases the GIL); batches are slices of it.
+                out = Chunk(cache.rows(task.positions), fmt, self.batch_size)
+            else:
+                out = [
+                    cache.rows(task.positions[i : i + self.batch_size])
+                    for i in range(0, len(task.positions), self.batch_size)
+                ]
+        elif isinstance(task, ScanTask):
+            batches = self._scan(task)
+            in_worker = torch.utils.data.get_worker_info() is not None
+            if in_worker and self.read.transform is None and batches:
+                # In a worker: one converted chunk crosses to the main process.
+                out = Chunk(convert(_one_batch(batches), fmt), fmt, self.batch_size)
+            else:  # in-process: each scanner batch converts zero-copy
+                out = [convert(b, fmt) for b in batches]
         else:
-            out = [convert(b, self.read.format) for b in self._read_arrow(task)]
+            out = self._take(task)
         if self.read.transform is None:
             return out
         if self._transform is None:
             self._transform = import_attr(self.read.transform)
         return [self._transform(b) for b in out]
 
-    def _read_arrow(self, task: ScanTask | TakeTask) -> list[pa.RecordBatch]:
+    def _scan(self, task: ScanTask) -> list[pa.RecordBatch]:
         cols, filt = self.read.columns, self.read.filter
-        if isinstance(task, ScanTask):
-            batches: list[pa.RecordBatch] = []
-            for run in task.runs:
-                batches += self.reader.scan(
-                    run, cols, filt, self.batch_size, self.read.batch_readahead
-                )
-            return rebatch(batches, self.batch_size)
-        ids = task.ids
+        batches: list[pa.RecordBatch] = []
+        for run in task.runs:
+            batches += self.reader.scan(run, cols, filt, self.batch_size, self.read.batch_readahead)
+        return rebatch(batches, self.batch_size)
+
+    def _take(self, task: TakeTask) -> Chunk:
+        """One sorted, duplicate-free read, converted as a whole, gathered per batch.
+
+        The chunk is never reordered as a whole: each batch is a gather of its
+        slice of the delivery order, so the only full-chunk buffer is the read.
+        """
+        fmt, ids = self.read.format, task.ids
         if len(ids) == 0:
-            return []
-        # One sorted, duplicate-free take (sequential-ish I/O), then one in-memory
-        # gather back to delivery order; skipped when the ids are already sorted.
+            return Chunk([], "python", self.batch_size)
         uniq, inverse = np.unique(ids, return_inverse=True)
-        table = self.reader.take(uniq, cols)
+        order = None
         if len(uniq) != len(ids) or np.any(ids[1:] < ids[:-1]):
-            table = table.take(pa.array(inverse))
-        return table.combine_chunks().to_batches(max_chunksize=self.batch_size)
+            order = inverse.astype(np.int64, copy=False)
+        take_parts = getattr(self.reader, "take_parts", None)
+        if fmt in GATHER_FORMATS and take_parts is not None:
+            # Each piece (a range read) is converted and copied into one buffer per
+            # column as it arrives: one chunk-sized buffer, never two.
+            filled = _fill(take_parts(uniq, self.read.columns), len(uniq), fmt)
+            if filled is not None:
+                return Chunk(filled, fmt, self.batch_size, order)
+        table = self.reader.take(uniq, self.read.columns)
+        data = _one_batch(table.to_batches())
+        if order is None or fmt in GATHER_FORMATS:
+            return Chunk(convert(data, fmt), fmt, self.batch_size, order)
+        return Chunk(data, "arrow", self.batch_size, order, out_format=fmt)
 
     def _load_cache(self) -> _Cache:
         if self._cache is not None:
             return self._cache
         assert self.cache_runs is not None, "cache tasks need cache_runs"
         budget = self.cache_mb * 1024 * 1024
-        batches: list[pa.RecordBatch] = []
-        held = 0
-        for run in self.cache_runs:
-            for b in self.reader.scan(run, self.read.columns, self.read.filter, 65536, None):
-                held += b.nbytes
-                if held > budget:
-                    raise CacheBudgetError(
-                        f"shuffle mode 'cache' needs more than cache_mb={self.cache_mb} MB "
-                        "for the selected columns; raise sampler.cache_mb, select fewer "
-                        "columns, or use mode 'block'"
-                    )
-                batches.append(b)
+        runs = self.cache_runs
+
+        def scanned() -> Iterator[pa.RecordBatch]:
+            held = 0
+            for run in runs:
+                for b in self.reader.scan(run, self.read.columns, self.read.filter, 65536, None):
+                    held += b.nbytes
+                    if held > budget:
+                        raise CacheBudgetError(
+                            f"shuffle mode 'cache' needs more than cache_mb={self.cache_mb} MB "
+                            "for the selected columns; raise sampler.cache_mb, select fewer "
+                            "columns, or use mode 'block'"
+                        )
+                    yield b
+
+        fmt = self.read.format
+        if fmt in GATHER_FORMATS:
+            # Filled batch by batch into one array per column: ~1x the data at
+            # peak, where holding the batches, combining and converting took ~3x.
+            rows = sum(run.limit for run in runs)
+            parts = (pa.Table.from_batches([b]) for b in scanned())
+            base = _fill(parts, rows, fmt)
+            if base is not None:
+                self._cache = _Cache(None, fmt, base)
+                return self._cache
+        batches = list(scanned())
         schema = self.reader.schema(self.read.columns)
         table = pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
         combined = table.combine_chunks().to_batches()

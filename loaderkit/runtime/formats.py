@@ -131,3 +131,39 @@ def convert(batch: pa.RecordBatch, fmt: Format) -> Any:
     if fmt == "python_col":
         return batch.to_pydict()
     raise FormatError(f"unknown format {fmt!r}")
+
+
+def slice_batch(batch: Any, fmt: Format, start: int, stop: int) -> Any:
+    """Rows [start, stop) of a batch already in `fmt`: views where the format allows.
+
+    Used to cut a chunk converted in one piece (e.g. in a worker) into batches.
+    pandas slices get a fresh 0-based index, as a batch converted on its own has.
+    """
+    if fmt in ("arrow", "polars"):
+        return batch.slice(start, stop - start)
+    if fmt in ("torch", "numpy", "python_col"):
+        return {k: v[start:stop] for k, v in batch.items()}
+    if fmt in ("torch_col", "python"):
+        return batch[start:stop]
+    if fmt == "pandas":
+        return batch.iloc[start:stop].reset_index(drop=True)
+    raise FormatError(f"unknown format {fmt!r}")
+
+
+GATHER_FORMATS = ("torch", "torch_col", "numpy")
+
+
+def gather_batch(batch: Any, fmt: Format, index: np.ndarray) -> Any:
+    """Rows `index` (in that order) of a batch in one of `GATHER_FORMATS`, as a new batch.
+
+    A single-threaded `np.take` per column, wrapped back with `torch.from_numpy`:
+    torch's own gathers use its intra-op thread pool, which collapses when the
+    cores are busy (the normal state of a host feeding a GPU).
+    """
+    if fmt == "torch":
+        return {k: torch.from_numpy(np.take(v.numpy(), index, axis=0)) for k, v in batch.items()}
+    if fmt == "torch_col":
+        return torch.from_numpy(np.take(batch.numpy(), index, axis=0))
+    if fmt == "numpy":
+        return {k: np.take(v, index, axis=0) for k, v in batch.items()}
+    raise FormatError(f"format {fmt!r} has no in-memory gather")

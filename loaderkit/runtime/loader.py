@@ -5,15 +5,25 @@ whose sampler yields this epoch's chunk tasks (from `ChunkPlan`), with
 `batch_size=None` so each task's list of batches passes through untouched.
 Because the order is decided here, not in the workers, the epoch, the resume
 position and the delivery order do not depend on `num_workers`.
+
+Workers never see SIGINT: a terminal sends Ctrl-C to the whole process group,
+and a worker interrupted mid-import or mid-batch prints a traceback and dies,
+which DataLoader then reports as a crash. Ctrl-C is the main process's to
+handle; it stops the workers (`shutdown_workers`, or dropping the iterator).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import re
+import signal
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing import resource_tracker
 from typing import Any
 
 import pyarrow as pa
@@ -21,11 +31,21 @@ import torch
 import torch.utils.data
 from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
-from loaderkit.runtime.dataset import DEFAULT_CACHE_MB, ChunkDataset, identity_collate
-from loaderkit.runtime.errors import CacheBudgetError, ResumeError, SourceError
+from loaderkit.runtime.dataset import (
+    DEFAULT_CACHE_MB,
+    ChunkDataset,
+    identity_collate,
+    worker_init,
+)
+from loaderkit.runtime.errors import CacheBudgetError, ResumeError, RuntimeFailure, SourceError
 from loaderkit.runtime.plans import ChunkPlan, Task
 from loaderkit.runtime.sources import open_source, reader_for
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, resolve_text
+
+# Tasks of each epoch the main process reads itself while workers start: the
+# one-batch first chunk and the next, so the first batches do not wait for the
+# workers' imports.
+MAIN_PROCESS_TASKS = 2
 
 # Settings that fix the order of an epoch: a resume under any other value would
 # deliver a different sequence, so it is refused rather than silently wrong.
@@ -42,6 +62,55 @@ _ORDER_KEYS = (
     "chunk_rows",
     "rows_per_epoch",
 )
+
+
+# How DataLoader re-raises a worker's exception: same type, the worker's traceback as message.
+_WORKER_ERROR = re.compile(r"Caught \w+ (in DataLoader worker process \d+)\.\nOriginal ")
+
+
+@contextlib.contextmanager
+def _sigint_blocked(start_method: str | None) -> Iterator[None]:
+    """SIGINT blocked in this thread while the block starts worker processes.
+
+    A child inherits the blocked mask across fork and exec, and Python leaves it
+    so, so a worker never sees Ctrl-C, from its first instruction on (a
+    `worker_init_fn` runs only after the worker has imported torch, seconds
+    later). Blocking, unlike ignoring, loses nothing in this process: a Ctrl-C
+    meanwhile is taken by another thread, or stays pending until the mask is put
+    back. (CPython starts its resource tracker the same way.)
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to worry about
+        yield
+        return
+    if start_method != "fork":
+        # Started inside the block, the resource tracker would *unblock* SIGINT in this
+        # thread (its start blocks then unblocks, rather than restoring) before the
+        # workers fork. spawn and forkserver workers need it anyway; started, it stays.
+        resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _from_worker(exc: RuntimeFailure) -> RuntimeFailure | None:
+    """A loaderkit error raised in a worker, with its own message, or None if it is not one.
+
+    DataLoader re-raises it in the main process as the same type whose message is
+    the worker's whole traceback, the engine error it wraps (and that error's Rust
+    source locations) included. The error's own message already names what went
+    wrong; keep that, say which worker, and keep the traceback on `worker_traceback`.
+    """
+    text = str(exc)
+    match = _WORKER_ERROR.match(text)
+    last_line = f"\n{type(exc).__module__}.{type(exc).__qualname__}: "
+    at = text.rfind(last_line)
+    if match is None or at < 0:
+        return None
+    clean = type(exc)(f"{text[at + len(last_line):].rstrip()} ({match.group(1)})")
+    clean.worker_traceback = text
+    return clean
 
 
 class _TaskSampler(torch.utils.data.Sampler):
@@ -80,10 +149,12 @@ class RecipeLoader(torch.utils.data.DataLoader):
         self._delivered = 0
         self._finished = False
         self._pass = 0
+        self._workers: weakref.ref[Any] | None = None  # this pass's DataLoader iterator
         kwargs: dict[str, Any] = {}
         if loader.num_workers > 0:
             # Lance is not fork-safe; spawn is the documented default.
             kwargs["multiprocessing_context"] = loader.multiprocessing_context or "spawn"
+            kwargs["worker_init_fn"] = worker_init
             kwargs["persistent_workers"] = loader.persistent_workers
             if loader.prefetch_factor is not None:
                 kwargs["prefetch_factor"] = loader.prefetch_factor
@@ -124,16 +195,72 @@ class RecipeLoader(torch.utils.data.DataLoader):
         return self._deliver(self._pass)
 
     def _deliver(self, token: int) -> Iterator[Any]:
-        chunks = super().__iter__() if self.num_workers > 0 else self._prefetched()
-        for chunk in chunks:
-            for batch in chunk:
-                if token == self._pass:  # a stale iterator must not move the position
-                    self._delivered += 1
-                yield batch
+        chunks: Iterator[Iterable[Any]]
+        workers: Any = None
+        if self.num_workers > 0:
+            # The first tasks are read here while the workers start (seconds of
+            # imports); the workers get the rest. Who reads a task never changes
+            # the order: the task list is this process's. A transform runs only in the
+            # workers (a recipe's contract), so then they read every task.
+            dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+            here = MAIN_PROCESS_TASKS if dataset.read.transform is None else 0
+            tasks = iter(self._task_sampler.tasks)
+            head = list(itertools.islice(tasks, here))
+            self._task_sampler.tasks = tasks
+            method = getattr(self.multiprocessing_context, "get_start_method", lambda: None)()
+            with _sigint_blocked(method):  # the workers start (or, if persistent, are reused) here
+                workers = super().__iter__()
+            self._workers = weakref.ref(workers)
+            chunks = itertools.chain(self._read_here(head), workers)
+        else:
+            chunks = self._prefetched()
+        try:
+            for chunk in chunks:
+                for batch in chunk:
+                    if token == self._pass:  # a stale iterator must not move the position
+                        self._delivered += 1
+                    yield batch
+        except GeneratorExit:  # the consumer let go: workers stop when collected (or persist)
+            raise
+        except BaseException as exc:
+            if workers is not None:
+                # The pass ends here (a dead worker, a read error, Ctrl-C): stop its
+                # workers now, not when the traceback holding this frame is collected.
+                self._stop(workers)
+            clean = _from_worker(exc) if isinstance(exc, RuntimeFailure) else None
+            if clean is None:
+                raise
+            raise clean from None
         if token == self._pass:
             self._finished = True
 
-    def _prefetched(self) -> Iterator[list[Any]]:
+    def _stop(self, workers: Any) -> None:
+        with contextlib.suppress(Exception):  # never hide the error that ended the pass
+            workers._shutdown_workers()
+        if workers is self._iterator:  # persistent workers: the next pass starts new ones
+            self._iterator = None
+
+    def _read_here(self, tasks: list[Task]) -> Iterator[Iterable[Any]]:
+        dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+        pin = self.pin_memory and torch.cuda.is_available()
+        for task in tasks:
+            yield self._maybe_pin(dataset[task], pin)
+
+    def shutdown_workers(self) -> None:
+        """Stop the worker processes now and wait for them, persistent ones included.
+
+        Ends the pass in progress (its position stays in `state_dict()`); the next
+        `iter(loader)` starts fresh workers. Does nothing without workers.
+        """
+        running = self._workers() if self._workers is not None else None
+        self._workers = None
+        for iterator in (running, self._iterator):
+            stop = getattr(iterator, "_shutdown_workers", None)
+            if callable(stop):
+                stop()
+        self._iterator = None
+
+    def _prefetched(self) -> Iterator[Iterable[Any]]:
         """0 workers: one background thread reads chunk k+1 while chunk k is consumed.
 
         Lance releases the GIL while it reads, so the read overlaps the training step.
@@ -142,7 +269,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
         pin = self.pin_memory and torch.cuda.is_available()
         tasks = iter(self._task_sampler)
         pool = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-prefetch")
-        pending: deque[Future[list[Any]]] = deque()
+        pending: deque[Future[Iterable[Any]]] = deque()
         try:
             for task in tasks:
                 pending.append(pool.submit(dataset.__getitem__, task))
@@ -155,7 +282,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
             pool.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
-    def _maybe_pin(chunk: list[Any], pin: bool) -> list[Any]:
+    def _maybe_pin(chunk: Iterable[Any], pin: bool) -> Iterable[Any]:
         return [_pin(b) for b in chunk] if pin else chunk
 
     # ---- resume -------------------------------------------------------------
@@ -246,9 +373,10 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec) -> Rec
     obj = open_source(source)
     if source.version is None:
         read = dataclasses.replace(read, source=dataclasses.replace(source, version=obj.version))
-    reader = reader_for(obj)
+    reader = reader_for(obj, read.source)
     universe = reader.universe(read.filter)
-    plan = ChunkPlan(sampler, universe, loader.batch_size, loader.drop_last)
+    row_bytes = _estimated_bytes(reader.schema(read.columns), 1)
+    plan = ChunkPlan(sampler, universe, loader.batch_size, loader.drop_last, row_bytes)
     cache_runs = None
     if sampler.type == "shuffle" and sampler.mode == "cache":
         budget_mb = sampler.cache_mb if sampler.cache_mb is not None else DEFAULT_CACHE_MB
@@ -261,6 +389,6 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec) -> Rec
             )
         cache_runs = universe.runs([range(universe.size)])
     dataset = ChunkDataset(read, loader.batch_size, cache_runs, sampler.cache_mb)
-    if loader.num_workers == 0:
-        dataset.use_reader(reader)
+    # Also with workers: the main process reads each epoch's first tasks itself.
+    dataset.use_reader(reader)
     return RecipeLoader(dataset, plan, sampler, loader)

@@ -24,6 +24,37 @@ from loaderkit.runtime.spec import SamplerSpec
 
 Segment = range | np.ndarray
 
+# Chunk sizes when `SamplerSpec.chunk_rows` is unset: larger chunks mix blocks better
+# (block) and make a scattered take cheaper per row (exact), at the cost of memory;
+# full_scan and the sharded samplers read 65,536 rows per call.
+DEFAULT_CHUNK_ROWS = 65536
+BLOCK_CHUNK_ROWS = 131072
+EXACT_CHUNK_BYTES = 128 * 2**20
+CACHE_CHUNK_ROWS = 16384
+EXACT_CHUNK_ROWS = (65536, 1 << 20)  # bounds of the byte-sized exact chunk
+
+
+def default_chunk_rows(sampler: SamplerSpec, row_bytes: int) -> int:
+    """The chunk size a plan uses: `sampler.chunk_rows`, or a mode-aware one if it is unset.
+
+    Deterministic from the recipe and the selected columns' fixed widths, so a
+    resume under the same recipe plans the same chunks.
+    """
+    if sampler.chunk_rows is not None:
+        return sampler.chunk_rows
+    if sampler.type != "shuffle":
+        return DEFAULT_CHUNK_ROWS
+    if sampler.mode == "block":
+        return BLOCK_CHUNK_ROWS
+    if sampler.mode == "exact":
+        if row_bytes <= 0:  # only variable-width columns: no byte estimate
+            return 4 * DEFAULT_CHUNK_ROWS
+        lo, hi = EXACT_CHUNK_ROWS
+        return min(hi, max(lo, EXACT_CHUNK_BYTES // row_bytes))
+    # cache: a chunk is one in-memory gather. Kept well under glibc's 32 MB mmap
+    # threshold, its buffer is recycled from the heap instead of page-faulted in.
+    return CACHE_CHUNK_ROWS
+
 
 @dataclass(frozen=True)
 class ScanRun:
@@ -169,7 +200,12 @@ class ChunkPlan:
     """
 
     def __init__(
-        self, sampler: SamplerSpec, universe: Universe, batch_size: int, drop_last: bool
+        self,
+        sampler: SamplerSpec,
+        universe: Universe,
+        batch_size: int,
+        drop_last: bool,
+        row_bytes: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -180,7 +216,9 @@ class ChunkPlan:
         self.batch_size = batch_size
         self.drop_last = drop_last
         # A multiple of batch_size so batches never straddle chunks.
-        self.chunk_rows = max(batch_size, sampler.chunk_rows // batch_size * batch_size)
+        # `row_bytes` (fixed-width bytes per selected row) sizes default exact chunks.
+        rows = default_chunk_rows(sampler, row_bytes)
+        self.chunk_rows = max(batch_size, rows // batch_size * batch_size)
         self._memo: tuple[int, _Order] | None = None
 
     # ---- the rank's order -------------------------------------------------
@@ -307,13 +345,19 @@ class ChunkPlan:
                 assert all(isinstance(s, range) for s in ranges)
                 yield ScanTask(self.universe.runs(ranges), b - a - lead)  # type: ignore[arg-type]
                 continue
-            positions = _positions(order.slice(a, b))
             if kind == "shuffle" and mode == "block":
-                # Blocks alone would deliver 64-row runs; mixing inside the chunk
-                # breaks them up at no I/O cost. Done before trimming, so a resumed
-                # chunk has the same order as the uninterrupted one.
-                mix = self._rng(epoch, self.sampler.rank, index).permutation(len(positions))
-                positions = positions[mix]
+                # Blocks alone would deliver block_rows-row runs; mixing inside the
+                # chunk breaks them up at no I/O cost. Done before trimming, so a
+                # resumed chunk has the same order as the uninterrupted one. The
+                # one-batch first chunk is mixed together with the next chunk (else
+                # it would be a single block: rows 1..1024 of one spot on disk).
+                ga, gb = (cuts[0], cuts[min(2, len(cuts) - 1)]) if index < 2 else (a, b)
+                key = 0 if index < 2 else index
+                positions = _positions(order.slice(ga, gb))
+                mix = self._rng(epoch, self.sampler.rank, key).permutation(len(positions))
+                positions = positions[mix][a - ga : b - ga]
+            else:
+                positions = _positions(order.slice(a, b))
             positions = positions[lead:]
             if kind == "shuffle" and mode == "cache":
                 yield CacheTask(positions)

@@ -3,12 +3,21 @@
 A worker receives a `SourceSpec` (plain data, secrets as `EnvValue` names) and
 calls `open_reader` itself: a `LanceDataset` is never pickled, because it
 carries its resolved storage options, credentials included.
+
+Every engine error, while opening or while reading (a data file deleted or
+corrupted mid-epoch, an object store that stops answering), is raised as a
+`SourceError` that names the source as the recipe wrote it, without the
+engine's Rust source locations and without the value of any `${env:...}`.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import dataclasses
 import importlib
+import re
+import signal
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -16,9 +25,9 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.runtime.errors import SourceError
+from loaderkit.runtime.errors import RuntimeFailure, SourceError, engine_message
 from loaderkit.runtime.plans import ScanRun, Universe
-from loaderkit.runtime.spec import SourceSpec, resolve_text
+from loaderkit.runtime.spec import EnvValue, SourceSpec, resolve_text
 
 Columns = dict[str, str] | None
 
@@ -53,10 +62,93 @@ def _checkout(obj: Any, version: int | str | None) -> Any:
     return obj
 
 
-def _describe(source: SourceSpec) -> str:
-    # Only names that are safe to print: the uri (an EnvValue reprs as its name) and table.
+def describe(source: SourceSpec) -> str:
+    """The source as the recipe wrote it: safe to print (an `${env:...}` uri stays a reference)."""
     where = repr(source.uri) if not isinstance(source.uri, str) else source.uri
     return f"{where} table {source.table!r}" if source.table else where
+
+
+def _redact(text: str, source: SourceSpec | None) -> str:
+    """`text` with the value of each `${env:...}` of `source` replaced by its reference.
+
+    An engine's message may quote what it was given (a resolved uri, an option);
+    values under 4 characters are left alone, as they cannot be told from ordinary text.
+    """
+    if source is None:
+        return text
+    refs = [source.uri, source.api_key, *source.storage_options.values()]
+    for ref in refs:
+        if isinstance(ref, EnvValue) and ref.is_secret:
+            value = resolve_text(ref)
+            if len(value) >= 4:
+                text = text.replace(value, repr(ref))
+    return text
+
+
+def source_error(verb: str, source: SourceSpec | None, exc: BaseException) -> SourceError:
+    """`SourceError("VERB SOURCE: MESSAGE")` for an engine error; chain it with `from exc`."""
+    where = describe(source) if source is not None else "the source"
+    return SourceError(f"{verb} {where}: {_redact(engine_message(exc), source)}")
+
+
+@contextlib.contextmanager
+def reading(source: SourceSpec | None) -> Iterator[None]:
+    """Raise the engine's errors inside the block as a `SourceError` naming `source`.
+
+    The runtime's own errors pass unchanged, and so does `MemoryError`, which is
+    the host's problem rather than the source's, and so does what a signal handler
+    raised while the engine was reading (DataLoader's SIGCHLD handler reporting a
+    dead worker, a user's alarm timeout).
+    """
+    try:
+        yield
+    except (RuntimeFailure, MemoryError):
+        raise
+    except Exception as exc:  # Lance/Arrow raise ArrowInvalid, OSError, ValueError...
+        if _raised_by_signal_handler(exc):
+            raise
+        crossed = _python_error_inside(exc)
+        if crossed is not None:
+            raise crossed from exc
+        raise source_error("reading", source, exc) from exc
+
+
+# A Python exception that crossed the engine: Lance runs the signal handlers while it
+# reads and passes on what they raise as "External error: RuntimeError: ...".
+_CROSSED = re.compile(r"External error: (\w+)(?:: (.*))?$", re.DOTALL)
+
+
+def _python_error_inside(exc: BaseException) -> BaseException | None:
+    """The builtin exception (KeyboardInterrupt, RuntimeError...) an engine error wraps."""
+    match = _CROSSED.match(engine_message(exc))
+    kind = getattr(builtins, match.group(1), None) if match else None
+    if match is None or not (isinstance(kind, type) and issubclass(kind, BaseException)):
+        return None
+    try:
+        return kind(match.group(2)) if match.group(2) else kind()
+    except Exception:  # a builtin that takes other arguments
+        return None
+
+
+def _raised_by_signal_handler(exc: BaseException) -> bool:
+    """Whether `exc` came out of a Python signal handler (found in its traceback)."""
+    handlers = set()
+    for signum in signal.valid_signals():
+        with contextlib.suppress(ValueError, OSError):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                function = getattr(handler, "__func__", handler)  # a bound method's function
+                code = getattr(function, "__code__", None)
+                if code is None:  # a callable object
+                    code = getattr(type(handler).__call__, "__code__", None)
+                if code is not None:
+                    handlers.add(code)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in handlers:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def open_source(source: SourceSpec) -> Any:
@@ -86,7 +178,7 @@ def open_source(source: SourceSpec) -> Any:
     except SourceError:
         raise
     except Exception as exc:  # Lance raises plain ValueError/OSError/RuntimeError
-        raise SourceError(f"cannot open {_describe(source)}: {exc}") from exc
+        raise source_error("cannot open", source, exc) from exc
 
 
 def pin_version(source: SourceSpec) -> SourceSpec:
@@ -125,20 +217,34 @@ class Reader(Protocol):
         ...
 
 
-class LanceReader:
-    """Fast path: a Lance dataset (directly, or behind a local LanceDB table)."""
+# Mean run length (rows) from which `LanceReader.take` reads ranges instead of a take.
+MIN_RANGE_ROWS = 512
 
-    def __init__(self, ds: lance.LanceDataset) -> None:
+
+class LanceReader:
+    """Fast path: a Lance dataset (directly, or behind a local LanceDB table).
+
+    `source` (when given) names the source in the `SourceError` any read raises.
+    """
+
+    def __init__(self, ds: lance.LanceDataset, source: SourceSpec | None = None) -> None:
         self.ds = ds
-        self._fragments = {f.fragment_id: f for f in ds.get_fragments()}
+        self.source = source
+        with reading(source):
+            self._fragments = {f.fragment_id: f for f in ds.get_fragments()}
 
     def schema(self, columns: Columns) -> pa.Schema:
         if columns is None:
             return self.ds.schema
-        # An empty-limit scan resolves SQL expression columns to their real types.
-        return self.ds.scanner(columns=columns, limit=0).projected_schema
+        with reading(self.source):
+            # An empty-limit scan resolves SQL expression columns to their real types.
+            return self.ds.scanner(columns=columns, limit=0).projected_schema
 
     def universe(self, filter: str | None) -> Universe:
+        with reading(self.source):
+            return self._universe(filter)
+
+    def _universe(self, filter: str | None) -> Universe:
         frags = self.ds.get_fragments()
         frag_ids = np.array([f.fragment_id for f in frags], dtype=np.int64)
         explicit = (
@@ -175,35 +281,88 @@ class LanceReader:
         batch_readahead: int | None,
     ) -> Iterator[pa.RecordBatch]:
         fragments = [self._fragments[fid] for fid in run.fragment_ids]
-        scanner = self.ds.scanner(
-            columns=columns,
-            filter=filter,
-            fragments=fragments,
-            offset=run.offset,
-            limit=run.limit,
-            batch_size=batch_size,
-            batch_readahead=batch_readahead,
-            scan_in_order=True,
-        )
-        return iter(scanner.to_batches())
+        # A generator: the engine reads (and fails) while the batches are pulled.
+        with reading(self.source):
+            scanner = self.ds.scanner(
+                columns=columns,
+                filter=filter,
+                fragments=fragments,
+                offset=run.offset,
+                limit=run.limit,
+                batch_size=batch_size,
+                batch_readahead=batch_readahead,
+                scan_in_order=True,
+            )
+            yield from scanner.to_batches()
 
     def head(self, columns: Columns, filter: str | None) -> pa.Table:
-        return self.ds.scanner(columns=columns, filter=filter, limit=1).to_table()
+        with reading(self.source):
+            return self.ds.scanner(columns=columns, filter=filter, limit=1).to_table()
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
-        # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
-        return self.ds._take_rows(pa.array(ids, type=pa.uint64()), columns=columns)
+        return pa.concat_tables(list(self.take_parts(ids, columns)))
+
+    def take_parts(self, ids: np.ndarray, columns: Columns) -> Iterator[pa.Table]:
+        """`take`, as consecutive pieces, so a caller can copy them out as they arrive."""
+        # A generator: the engine reads (and fails) while the pieces are pulled.
+        with reading(self.source):
+            runs = self._ranges(ids)
+            if runs is None:
+                # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
+                yield self.ds._take_rows(pa.array(ids, type=pa.uint64()), columns=columns)
+                return
+            # Long runs of consecutive rows: one range read per run streams 1.5M
+            # rows/s at 1,024-row runs and 4M at 4,096, where a take reads 0.6-0.9M
+            # rows/s whatever the run length. No readahead: a run is one small read
+            # (the default readahead made each call 40% slower).
+            for frag, offset, count in runs:
+                yield self.ds.scanner(
+                    columns=columns,
+                    fragments=[frag],
+                    offset=offset,
+                    limit=count,
+                    batch_size=count,
+                    batch_readahead=1,
+                    fragment_readahead=1,
+                ).to_table()
+
+    def _ranges(self, ids: np.ndarray) -> list[tuple[Any, int, int]] | None:
+        """(fragment, offset, rows) per run of consecutive addresses, or None to use take.
+
+        Only when the runs average >= MIN_RANGE_ROWS and ids are row addresses whose
+        offsets are scan offsets: no stable row ids, no deletions in those fragments.
+        """
+        if len(ids) < MIN_RANGE_ROWS or self.ds.has_stable_row_ids:
+            return None
+        cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+        if len(ids) < MIN_RANGE_ROWS * (len(cuts) + 1):
+            return None
+        starts = np.concatenate([[0], cuts])
+        counts = np.diff(np.concatenate([starts, [len(ids)]]))
+        firsts = ids[starts]
+        out: list[tuple[Any, int, int]] = []
+        for first, count in zip(firsts.tolist(), counts.tolist(), strict=True):
+            frag = self._fragments.get(first >> 32)
+            if frag is None or frag.metadata.deletion_file is not None:
+                return None
+            out.append((frag, first & 0xFFFFFFFF, count))
+        return out
 
 
 class TableReader:
-    """Fallback for tables without `to_lance` (remote `db://`): offsets via the query API."""
+    """Fallback for tables without `to_lance` (remote `db://`): offsets via the query API.
 
-    def __init__(self, table: Any) -> None:
+    `source` (when given) names the source in the `SourceError` any read raises.
+    """
+
+    def __init__(self, table: Any, source: SourceSpec | None = None) -> None:
         self.table = table
+        self.source = source
 
     def schema(self, columns: Columns) -> pa.Schema:
         if columns is None:
-            return self.table.schema
+            with reading(self.source):
+                return self.table.schema
         return self.take(np.array([0], dtype=np.int64), columns).schema
 
     def universe(self, filter: str | None) -> Universe:
@@ -211,7 +370,8 @@ class TableReader:
             # Offsets are positions in the unfiltered table; a filtered universe would
             # need row ids, which remote tables do not promise to keep stable.
             raise SourceError("'filter' is not supported for tables read without to_lance()")
-        n = int(self.table.count_rows())
+        with reading(self.source):
+            n = int(self.table.count_rows())
         return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), None, True)
 
     def scan(
@@ -229,6 +389,10 @@ class TableReader:
         return self.take(np.array([0], dtype=np.int64), columns)
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
+        with reading(self.source):
+            return self._take(ids, columns)
+
+    def _take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         query = self.table.take_offsets([int(i) for i in ids])
         names = list(columns) if columns is not None else list(self.table.schema.names)
         selection: Any = dict(columns) if columns is not None else names
@@ -255,15 +419,15 @@ def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:
     return ds if isinstance(ds, lance.LanceDataset) else None
 
 
-def reader_for(obj: Any) -> Reader:
-    """Wrap what `open_source` returned in the fastest reader that can read it."""
+def reader_for(obj: Any, source: SourceSpec | None = None) -> Reader:
+    """Wrap what `open_source(source)` returned in the fastest reader that can read it."""
     ds = as_lance_dataset(obj)
     if ds is not None:
-        return LanceReader(ds)
+        return LanceReader(ds, source)
     if hasattr(obj, "take_offsets"):
-        return TableReader(obj)
+        return TableReader(obj, source)
     raise SourceError(f"cannot read from a {type(obj).__name__}: not a Lance dataset or table")
 
 
 def open_reader(source: SourceSpec) -> Reader:
-    return reader_for(open_source(source))
+    return reader_for(open_source(source), source)

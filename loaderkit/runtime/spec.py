@@ -101,8 +101,8 @@ class SamplerSpec:
     rank: int = 0
     world_size: int = 1
     mode: ShuffleMode = "block"
-    block_rows: int = 64
-    chunk_rows: int = 65536
+    block_rows: int = 1024
+    chunk_rows: int | None = None  # None: chosen per sampler and mode (plans.py)
     cache_mb: int | None = None
     uneven: UnevenPolicy = "allow"
 
