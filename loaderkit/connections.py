@@ -23,9 +23,3 @@ def remote_table(name: str) -> Any:
             options[key] = value
     return lancedb.connect(os.environ["LANCEDB_URI"], **options).open_table(name)
 
-
-def local_table(name: str) -> Any:
-    """A table in the local LanceDB database at LANCEDB_URI (a directory)."""
-    import lancedb
-
-    return lancedb.connect(os.environ["LANCEDB_URI"]).open_table(name)

@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
                      "python_col"]
 
-PositiveInt = int
-
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)

@@ -53,9 +53,6 @@ class Plan:
         """The secret values this plan reads (from the environment): never to be printed."""
         return [v.resolve() for v in _env_values(self.read.source) if v.is_secret]
 
-    def env_references(self) -> list[EnvValue]:
-        return list(_env_values(self.read.source))
-
 
 def _env_values(source: SourceSpec) -> list[EnvValue]:
     values = [source.uri, source.api_key, *source.storage_options.values()]
