@@ -49,15 +49,6 @@ class Plan:
     def locate(self, *path: str | int) -> Location:
         return self.document.locate(tuple(path))
 
-    def secrets(self) -> list[str]:
-        """The secret values this plan reads (from the environment): never to be printed."""
-        return [v.resolve() for v in _env_values(self.read.source) if v.is_secret]
-
-
-def _env_values(source: SourceSpec) -> list[EnvValue]:
-    values = [source.uri, source.api_key, *source.storage_options.values()]
-    return [v for v in values if isinstance(v, EnvValue)]
-
 
 def _text(value: Any) -> Text:
     if isinstance(value, str):
