@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import lance
+import lance.file
 import numpy as np
 import pyarrow as pa
 
@@ -232,6 +233,9 @@ class LanceReader:
         self.source = source
         with reading(source):
             self._fragments = {f.fragment_id: f for f in ds.get_fragments()}
+        # Per (fragment, projection): a reader of the fragment's data file, or None
+        # where only a scanner reads it right.
+        self._files: dict[tuple[int, Any], _FileRanges | None] = {}
 
     def schema(self, columns: Columns) -> pa.Schema:
         if columns is None:
@@ -311,11 +315,16 @@ class LanceReader:
                 # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
                 yield self.ds._take_rows(pa.array(ids, type=pa.uint64()), columns=columns)
                 return
-            # Long runs of consecutive rows: one range read per run streams 1.5M
-            # rows/s at 1,024-row runs and 4M at 4,096, where a take reads 0.6-0.9M
-            # rows/s whatever the run length. No readahead: a run is one small read
-            # (the default readahead made each call 40% slower).
+            # Long runs of consecutive rows: one range read per run. Straight from the
+            # fragment's data file where it can (~0.5 ms a call; 2.6M rows/s at
+            # 1,024-row runs), else a scanner (~0.7 ms of planning a call: 1.5M).
             for frag, offset, count in runs:
+                file = self._file_ranges(frag, columns)
+                if file is not None:
+                    yield file.read(offset, count)
+                    continue
+                # No readahead: a run is one small read (the default made each call
+                # 40% slower).
                 yield self.ds.scanner(
                     columns=columns,
                     fragments=[frag],
@@ -325,6 +334,12 @@ class LanceReader:
                     batch_readahead=1,
                     fragment_readahead=1,
                 ).to_table()
+
+    def _file_ranges(self, frag: Any, columns: Columns) -> _FileRanges | None:
+        key = (frag.fragment_id, tuple(columns.items()) if columns is not None else None)
+        if key not in self._files:
+            self._files[key] = _FileRanges.open(self.ds, frag, columns, self.source)
+        return self._files[key]
 
     def _ranges(self, ids: np.ndarray) -> list[tuple[Any, int, int]] | None:
         """(fragment, offset, rows) per run of consecutive addresses, or None to use take.
@@ -347,6 +362,54 @@ class LanceReader:
                 return None
             out.append((frag, first & 0xFFFFFFFF, count))
         return out
+
+
+class _FileRanges:
+    """Row ranges of one fragment read from its data file, past the scan planner.
+
+    Only where that gives exactly the scanner's rows and columns: one data file
+    (Lance format v2+, in the dataset's own directory), no deletions, and every
+    selected column a plain column whose name in the file belongs to the same
+    field id as in the dataset (a renamed or re-added column falls back).
+    """
+
+    def __init__(self, reader: lance.file.LanceFileReader, names: list[str]) -> None:
+        self.reader, self.names = reader, names
+
+    @classmethod
+    def open(
+        cls, ds: lance.LanceDataset, frag: Any, columns: Columns, source: SourceSpec | None
+    ) -> _FileRanges | None:
+        files = frag.data_files()
+        if frag.metadata.deletion_file is not None or len(files) != 1:
+            return None
+        data = files[0]
+        if getattr(data, "base_id", None) is not None or data.file_major_version < 2:
+            return None
+        field_ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+        picked = dict(columns) if columns is not None else {n: n for n in ds.schema.names}
+        if not all(src in field_ids for src in picked.values()):
+            return None  # SQL expressions: the scanner evaluates them
+        try:
+            reader = lance.file.LanceFileReader(
+                f"{ds.uri.rstrip('/')}/data/{data.path}",
+                storage_options=_storage_options(source) if source is not None else None,
+                columns=list(picked.values()),
+            )
+            file_fields = list(reader.metadata().schema)
+        except Exception:  # an object store it cannot reach this way: the scanner can
+            return None
+        if len(file_fields) != len(data.fields):
+            return None  # nested fields: ids do not line up with top-level columns
+        in_file = {f.name: (fid, f.type) for f, fid in zip(file_fields, data.fields, strict=True)}
+        for src in picked.values():
+            if in_file.get(src) != (field_ids[src], ds.schema.field(src).type):
+                return None
+        return cls(reader, list(picked))
+
+    def read(self, offset: int, count: int) -> pa.Table:
+        table = self.reader.read_range(offset, count, batch_size=count, batch_readahead=1)
+        return table.to_table().rename_columns(self.names)
 
 
 class TableReader:

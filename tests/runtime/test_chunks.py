@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import lance
 import numpy as np
 import pytest
 import torch
-from rt_support import build, ids_of
+from rt_support import build, ids_of, write_dataset
 
 from loaderkit.runtime import sources
 
@@ -57,3 +59,60 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
     batches = list(build(lance_uri, type="shuffle", mode="exact", seed=2))
     assert all(isinstance(b["id"], torch.Tensor) for b in batches)
     assert np.array_equal(np.sort(ids_of(batches)), np.arange(len(ids_of(batches))))
+
+
+def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record each range read that went straight to a data file."""
+    calls: list[tuple[int, int]] = []
+    read = sources._FileRanges.read
+
+    def recording(self: sources._FileRanges, offset: int, count: int) -> Any:
+        calls.append((offset, count))
+        return read(self, offset, count)
+
+    monkeypatch.setattr(sources._FileRanges, "read", recording)
+    return calls
+
+
+def _block_epoch(uri: str, **kw: Any) -> list[Any]:
+    return list(build(uri, type="shuffle", seed=5, block_rows=64, chunk_rows=512, **kw))
+
+
+def test_block_shuffle_reads_ranges_from_data_files_like_the_scanner(
+    lance_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    calls = _file_reads(monkeypatch)
+    direct = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
+    assert calls  # the fast path was taken
+    monkeypatch.setattr(sources._FileRanges, "open", classmethod(lambda *a: None))
+    scanned = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
+    assert _rows(direct) == _rows(scanned)
+    assert list(direct[0]) == ["v", "id"]
+
+
+def test_a_renamed_column_is_read_through_the_scanner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After swapping two names, each data file still calls its columns by the old
+    # names: reading the file by name would return the other column.
+    uri = write_dataset(tmp_path / "swapped.lance")
+    ds = lance.dataset(uri)
+    ds.alter_columns({"path": "label", "name": "tmp"})
+    ds.alter_columns({"path": "id", "name": "label"}, {"path": "tmp", "name": "id"})
+    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    calls = _file_reads(monkeypatch)
+    batches = _block_epoch(uri, columns={"id": "id", "label": "label"})
+    assert not calls
+    ids, labels = ids_of(batches), np.concatenate([b["label"].numpy() for b in batches])
+    assert np.array_equal(labels % 7, ids)  # "id" now holds the old label (id % 7)
+
+
+def test_sql_expression_columns_are_read_through_the_scanner(
+    lance_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    calls = _file_reads(monkeypatch)
+    batches = _block_epoch(lance_uri, columns={"id": "id", "twice": "id * 2"})
+    assert not calls
+    assert all(torch.equal(b["twice"], b["id"] * 2) for b in batches)
