@@ -116,3 +116,20 @@ def test_sql_expression_columns_are_read_through_the_scanner(
     batches = _block_epoch(lance_uri, columns={"id": "id", "twice": "id * 2"})
     assert not calls
     assert all(torch.equal(b["twice"], b["id"] * 2) for b in batches)
+
+
+def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
+    lance_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    ds = lance.dataset(lance_uri)
+    reader = sources.LanceReader(ds)
+    offsets = np.array([o for o in range(600) if o % 97 not in (3, 40)])  # holes; spans fragments
+    frag_rows = np.cumsum([0] + [f.metadata.physical_rows for f in ds.get_fragments()])
+    fragment = np.searchsorted(frag_rows, offsets, side="right") - 1
+    addresses = (fragment.astype(np.int64) << 32) | (offsets - frag_rows[fragment])
+    ranges = reader._ranges(addresses)
+    assert ranges is not None and any(r.keep is not None for r in ranges)
+    got = reader.take(addresses, {"id": "id", "emb": "emb"})
+    assert got.column("id").to_pylist() == offsets.tolist()
+    assert got.column("emb").to_pylist() == ds.take(offsets.tolist(), ["emb"])["emb"].to_pylist()
