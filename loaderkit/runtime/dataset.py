@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,12 @@ import torch.utils.data
 
 from loaderkit.runtime.errors import CacheBudgetError
 from loaderkit.runtime.formats import GATHER_FORMATS, convert, gather_batch, slice_batch
-from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, TakeTask, Task
+from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
 from loaderkit.runtime.spec import Format, ReadSpec
 
+# Cache gathers of at least twice this many rows are split over two threads.
+GATHER_SPLIT_ROWS = 2048
 # Used when SamplerSpec.cache_mb is None: a cap, so a typo'd recipe cannot eat the host.
 DEFAULT_CACHE_MB = 4096
 
@@ -54,6 +57,22 @@ def worker_init(worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     atexit.register(_exit_before_finalizing)
+
+
+class WorkerStart:
+    """`worker_init_fn` that also counts, in a shared `ready` counter, the workers that are up.
+
+    It runs once the worker has imported torch, lance and loaderkit (unpickling the
+    dataset), so a worker counted here reads its next task at once.
+    """
+
+    def __init__(self, ready: Any) -> None:
+        self.ready = ready
+
+    def __call__(self, worker_id: int) -> None:
+        worker_init(worker_id)
+        with self.ready.get_lock():
+            self.ready.value += 1
 
 
 def _exit_before_finalizing() -> None:
@@ -112,14 +131,32 @@ class _Cache:
             self.base = {k: t.numpy() for k, t in convert(batch, fmt).items()}
         elif fmt == "numpy":
             self.base = convert(batch, fmt)
+        self._helper: ThreadPoolExecutor | None = None
+
+    def _gather(self, array: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """`array[positions]`, large gathers split over two threads.
+
+        A random gather waits on memory, row by row; a second thread keeps twice
+        as many reads in flight (~1.4x on 2 cores). np.take releases the GIL.
+        """
+        out = np.empty((len(positions), *array.shape[1:]), array.dtype)
+        half = len(positions) // 2
+        if half < GATHER_SPLIT_ROWS:
+            return np.take(array, positions, axis=0, out=out)
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-gather")
+        second = self._helper.submit(np.take, array, positions[half:], 0, out[half:])
+        np.take(array, positions[:half], axis=0, out=out[:half])
+        second.result()
+        return out
 
     def rows(self, positions: np.ndarray) -> Any:
         if self.base is None:
             assert self.batch is not None
             return convert(self.batch.take(pa.array(positions)), self.fmt)
         if isinstance(self.base, np.ndarray):
-            return torch.from_numpy(np.take(self.base, positions, axis=0))
-        picked = {k: np.take(v, positions, axis=0) for k, v in self.base.items()}
+            return torch.from_numpy(self._gather(self.base, positions))
+        picked = {k: self._gather(v, positions) for k, v in self.base.items()}
         if self.fmt == "numpy":
             return picked
         return {k: torch.from_numpy(v) for k, v in picked.items()}
@@ -264,6 +301,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         """
         fmt = self.read.format
         out: Chunk | list[Any]
+        if isinstance(task, StandbyTask):
+            return []
         if isinstance(task, CacheTask):
             cache = self._load_cache()
             if cache.base is not None:

@@ -19,9 +19,10 @@ import dataclasses
 import itertools
 import re
 import signal
+import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing import resource_tracker
 from typing import Any
@@ -34,18 +35,14 @@ from torch.utils.data._utils.pin_memory import pin_memory as _pin
 from loaderkit.runtime.dataset import (
     DEFAULT_CACHE_MB,
     ChunkDataset,
+    WorkerStart,
     identity_collate,
     worker_init,
 )
 from loaderkit.runtime.errors import CacheBudgetError, ResumeError, RuntimeFailure, SourceError
-from loaderkit.runtime.plans import ChunkPlan, Task
+from loaderkit.runtime.plans import ChunkPlan, StandbyTask, Task
 from loaderkit.runtime.sources import open_source, reader_for
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, resolve_text
-
-# Tasks of each epoch the main process reads itself while workers start: the
-# one-batch first chunk and the next, so the first batches do not wait for the
-# workers' imports.
-MAIN_PROCESS_TASKS = 2
 
 # Settings that fix the order of an epoch: a resume under any other value would
 # deliver a different sequence, so it is refused rather than silently wrong.
@@ -150,6 +147,8 @@ class RecipeLoader(torch.utils.data.DataLoader):
         self._finished = False
         self._pass = 0
         self._workers: weakref.ref[Any] | None = None  # this pass's DataLoader iterator
+        self._ready: Any = None  # shared count of this loader's workers that are up
+        self._stopping: threading.Thread | None = None  # stops workers a pass did not need
         kwargs: dict[str, Any] = {}
         if loader.num_workers > 0:
             # Lance is not fork-safe; spawn is the documented default.
@@ -197,23 +196,24 @@ class RecipeLoader(torch.utils.data.DataLoader):
     def _deliver(self, token: int) -> Iterator[Any]:
         chunks: Iterator[Iterable[Any]]
         workers: Any = None
-        if self.num_workers > 0:
-            # The first tasks are read here while the workers start (seconds of
-            # imports); the workers get the rest. Who reads a task never changes
-            # the order: the task list is this process's. A transform runs only in the
-            # workers (a recipe's contract), so then they read every task.
-            dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
-            here = MAIN_PROCESS_TASKS if dataset.read.transform is None else 0
-            tasks = iter(self._task_sampler.tasks)
-            head = list(itertools.islice(tasks, here))
+        tasks = iter(self._task_sampler.tasks)
+        dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+        if self.num_workers == 0:
+            chunks = self._read_here(tasks)
+        elif dataset.read.transform is not None:
+            # A transform runs only in the workers (a recipe's contract): they read every task.
             self._task_sampler.tasks = tasks
-            method = getattr(self.multiprocessing_context, "get_start_method", lambda: None)()
-            with _sigint_blocked(method):  # the workers start (or, if persistent, are reused) here
-                workers = super().__iter__()
-            self._workers = weakref.ref(workers)
-            chunks = itertools.chain(self._read_here(head), workers)
+            workers = self._start_workers()
+            chunks = workers
         else:
-            chunks = self._prefetched()
+            # This process reads while the workers start (seconds of imports) and
+            # hands the rest of the task list over once they are all up.
+            standby = self.num_workers * (self.prefetch_factor or 2)
+            self._task_sampler.tasks = itertools.chain(
+                itertools.repeat(StandbyTask(), standby), tasks
+            )
+            workers = self._start_workers()
+            chunks = self._hand_over(tasks, workers, standby)
         try:
             for chunk in chunks:
                 for batch in chunk:
@@ -234,17 +234,60 @@ class RecipeLoader(torch.utils.data.DataLoader):
         if token == self._pass:
             self._finished = True
 
+    def _start_workers(self) -> Any:
+        """This pass's DataLoader iterator: fresh workers, or the persistent ones."""
+        context = self.multiprocessing_context
+        if self._ready is None:
+            self._ready = context.Value("i", 0)
+        if not (self.persistent_workers and self._iterator is not None):
+            self._ready.value = 0  # fresh workers count themselves in
+        # Set only while the workers start: the counter crosses to them as they are
+        # spawned, and cannot be pickled at any other time (the build's safety check).
+        self.worker_init_fn = WorkerStart(self._ready)
+        try:
+            with _sigint_blocked(getattr(context, "get_start_method", lambda: None)()):
+                workers = super().__iter__()
+        finally:
+            self.worker_init_fn = worker_init
+        self._workers = weakref.ref(workers)
+        return workers
+
+    def _hand_over(
+        self, tasks: Iterator[Task], workers: Any, standby: int
+    ) -> Iterator[Iterable[Any]]:
+        """Read `tasks` here until every worker is up, then let the workers read the rest.
+
+        The order is the task list's whoever reads a task: this process reads a
+        prefix of it, and the workers' first real tasks are the ones after it
+        (each standby result taken sends a worker the next task in the list).
+        """
+        handed = False
+
+        def workers_up() -> bool:
+            nonlocal handed
+            if self._ready.value < self.num_workers:
+                return False
+            for _ in range(standby):
+                next(workers)
+            handed = True
+            return True
+
+        yield from self._read_here(tasks, until=workers_up)
+        if handed:
+            yield from workers
+        elif not self.persistent_workers:
+            # This process read the whole pass before the workers were up: stop them
+            # without waiting out their imports (the next pass starts new ones).
+            self._stopping = threading.Thread(
+                target=self._stop, args=(workers,), name="loaderkit-stop", daemon=True
+            )
+            self._stopping.start()
+
     def _stop(self, workers: Any) -> None:
         with contextlib.suppress(Exception):  # never hide the error that ended the pass
             workers._shutdown_workers()
         if workers is self._iterator:  # persistent workers: the next pass starts new ones
             self._iterator = None
-
-    def _read_here(self, tasks: list[Task]) -> Iterator[Iterable[Any]]:
-        dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
-        pin = self.pin_memory and torch.cuda.is_available()
-        for task in tasks:
-            yield self._maybe_pin(dataset[task], pin)
 
     def shutdown_workers(self) -> None:
         """Stop the worker processes now and wait for them, persistent ones included.
@@ -259,15 +302,21 @@ class RecipeLoader(torch.utils.data.DataLoader):
             if callable(stop):
                 stop()
         self._iterator = None
+        if self._stopping is not None:
+            self._stopping.join()
+            self._stopping = None
 
-    def _prefetched(self) -> Iterator[Iterable[Any]]:
-        """0 workers: one background thread reads chunk k+1 while chunk k is consumed.
+    def _read_here(
+        self, tasks: Iterator[Task], until: Callable[[], bool] = lambda: False
+    ) -> Iterator[Iterable[Any]]:
+        """Read `tasks` in this process, one ahead on a background thread.
 
-        Lance releases the GIL while it reads, so the read overlaps the training step.
+        Lance releases the GIL while it reads, so the read overlaps the training
+        step. Takes no new task once `until()` is true after a delivered chunk;
+        the one already being read is still delivered.
         """
         dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
         pin = self.pin_memory and torch.cuda.is_available()
-        tasks = iter(self._task_sampler)
         pool = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-prefetch")
         pending: deque[Future[Iterable[Any]]] = deque()
         try:
@@ -276,10 +325,15 @@ class RecipeLoader(torch.utils.data.DataLoader):
                 if len(pending) < 2:
                     continue
                 yield self._maybe_pin(pending.popleft().result(), pin)
+                if until():
+                    break
             while pending:
                 yield self._maybe_pin(pending.popleft().result(), pin)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Also runs when an abandoned pass is collected at interpreter exit,
+            # when the executor's module may already be torn down.
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _maybe_pin(chunk: Iterable[Any], pin: bool) -> Iterable[Any]:

@@ -87,7 +87,17 @@ class CacheTask:
     positions: np.ndarray
 
 
-Task = ScanTask | TakeTask | CacheTask
+@dataclass(frozen=True)
+class StandbyTask:
+    """No rows: what a worker is sent first while the main process is still reading.
+
+    DataLoader hands each worker its first tasks the moment it starts them, long
+    before they can read (seconds of imports); these fill those places, so the
+    rows stay with the main process until the workers are up.
+    """
+
+
+Task = ScanTask | TakeTask | CacheTask | StandbyTask
 
 
 @dataclass(frozen=True, eq=False)

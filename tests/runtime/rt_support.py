@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,22 @@ def build(
             multiprocessing_context="spawn" if num_workers else None,
         ),
     )
+
+
+def through_workers(loader: RecipeLoader) -> list[Any]:
+    """One pass in which the workers read all but the first chunks.
+
+    The main process reads until every worker is up; on small data it would read
+    the whole pass. Holding the consumer after the first batch until the workers
+    count themselves up makes the hand-over happen early.
+    """
+    iterator = iter(loader)
+    first = next(iterator)
+    deadline = time.monotonic() + 120
+    while loader._ready.value < loader.num_workers:
+        assert time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.05)
+    return [first, *iterator]
 
 
 def ids_of(batches: Iterable[Any]) -> np.ndarray:

@@ -9,7 +9,7 @@ import lance
 import numpy as np
 import pytest
 import torch
-from rt_support import build, ids_of, write_dataset
+from rt_support import build, ids_of, through_workers, write_dataset
 
 from loaderkit.runtime import sources
 
@@ -48,7 +48,8 @@ def test_range_reads_deliver_what_a_take_does(
 @pytest.mark.parametrize("sampler", ["full_scan", "shuffle"])
 def test_worker_chunks_are_cut_like_in_process_batches(lance_uri: str, sampler: str) -> None:
     inproc = list(build(lance_uri, format="pandas", type=sampler, seed=1))
-    workers = list(build(lance_uri, format="pandas", type=sampler, seed=1, num_workers=2))
+    loader = build(lance_uri, format="pandas", type=sampler, seed=1, num_workers=2)
+    workers = through_workers(loader)
     assert len(inproc) == len(workers)
     for a, b in zip(inproc, workers, strict=True):
         assert a.equals(b)

@@ -10,7 +10,7 @@ import lance
 import numpy as np
 import pytest
 import torch
-from rt_support import FRAGMENT_ROWS, ROWS, build, ids_of, write_dataset
+from rt_support import FRAGMENT_ROWS, ROWS, build, ids_of, through_workers, write_dataset
 
 SAMPLERS: dict[str, dict[str, Any]] = {
     "full_scan": {"type": "full_scan"},
@@ -51,7 +51,7 @@ def test_spawn_workers_deliver_a_rank_in_the_in_process_order(
     rank = world_size - 1
     spec = {**SAMPLERS[name], "rank": rank, "world_size": world_size}
     in_process = ids_of(build(lance_uri, **spec))
-    with_workers = ids_of(build(lance_uri, num_workers=num_workers, **spec))
+    with_workers = ids_of(through_workers(build(lance_uri, num_workers=num_workers, **spec)))
     assert len(with_workers) > 0
     assert np.array_equal(in_process, with_workers)
 
