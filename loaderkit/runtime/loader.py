@@ -4,7 +4,9 @@
 whose sampler yields this epoch's chunk tasks (from `ChunkPlan`), with
 `batch_size=None` so each task's list of batches passes through untouched.
 Because the order is decided here, not in the workers, the epoch, the resume
-position and the delivery order do not depend on `num_workers`.
+position and the delivery order do not depend on `num_workers`, nor on which
+process read a task: with workers, this process reads the task list until they
+are all up and then hands them the rest (`_hand_over`).
 
 Workers never see SIGINT: a terminal sends Ctrl-C to the whole process group,
 and a worker interrupted mid-import or mid-batch prints a traceback and dies,

@@ -63,7 +63,8 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
 
 
 def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Record each range read that went straight to a data file."""
+    """Record each range read that went straight to a data file (ranges from 16 rows)."""
+    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
     calls: list[tuple[int, int]] = []
     read = sources._FileRanges.read
 
@@ -82,7 +83,6 @@ def _block_epoch(uri: str, **kw: Any) -> list[Any]:
 def test_block_shuffle_reads_ranges_from_data_files_like_the_scanner(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
     calls = _file_reads(monkeypatch)
     direct = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
     assert calls  # the fast path was taken
@@ -101,7 +101,6 @@ def test_a_renamed_column_is_read_through_the_scanner(
     ds = lance.dataset(uri)
     ds.alter_columns({"path": "label", "name": "tmp"})
     ds.alter_columns({"path": "id", "name": "label"}, {"path": "tmp", "name": "id"})
-    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
     calls = _file_reads(monkeypatch)
     batches = _block_epoch(uri, columns={"id": "id", "label": "label"})
     assert not calls
@@ -112,7 +111,6 @@ def test_a_renamed_column_is_read_through_the_scanner(
 def test_sql_expression_columns_are_read_through_the_scanner(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
     calls = _file_reads(monkeypatch)
     batches = _block_epoch(lance_uri, columns={"id": "id", "twice": "id * 2"})
     assert not calls
