@@ -238,6 +238,11 @@ class RecipeLoader(torch.utils.data.DataLoader):
 
     def _start_workers(self) -> Any:
         """This pass's DataLoader iterator: fresh workers, or the persistent ones."""
+        if self._stopping is not None:
+            # The last pass's unneeded workers first: short passes must not pile up
+            # sets of workers that are all still importing.
+            self._stopping.join()
+            self._stopping = None
         context = self.multiprocessing_context
         if self._ready is None:
             self._ready = context.Value("i", 0)

@@ -330,6 +330,19 @@ def test_workers_ignore_sigint_and_the_main_process_keeps_its_handler(
             signal.signal(signal.SIGINT, previous)
 
 
+def test_short_passes_never_pile_up_starting_workers(tmp_path: Path) -> None:
+    # Each pass below ends before its workers are up; they are stopped in the
+    # background, and the next pass waits for that before starting its own.
+    dataset = write_local_dataset(tmp_path / "data.lance", rows_per_file=100)
+    loader = _build(_local_recipe(tmp_path, dataset, workers=2))
+    others = set(worker_pids(os.getpid()))
+    for _ in range(3):
+        assert sum(len(batch["id"]) for batch in loader) == ROWS
+        assert len(set(worker_pids(os.getpid())) - others) <= 2
+    loader.shutdown_workers()
+    assert not set(worker_pids(os.getpid())) - others
+
+
 def _tail(process: subprocess.Popen[str]) -> str:
     out, err = process.communicate()
     return (out + err)[-2000:]
