@@ -16,7 +16,9 @@ import inspect
 import multiprocessing
 import pickle
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,9 +26,10 @@ from types import FrameType
 from typing import Any
 
 from loaderkit.binding import engine_message, import_reference
-from loaderkit.errors import Diagnostic
+from loaderkit.errors import Diagnostic, RecipeError
 from loaderkit.planning import Plan
 from loaderkit.rules import rule
+from loaderkit.runtime.loader import sigint_blocked
 from loaderkit.runtime.spec import EnvValue
 
 LARGE_PAYLOAD = 8 << 20
@@ -50,6 +53,8 @@ class SafetyReport:
     crossings: list[Crossing] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # The spawn probe when it runs in the background: fails with its RecipeError.
+    pending_probe: Future[None] | None = None
 
     @property
     def payload_bytes(self) -> int:
@@ -160,9 +165,13 @@ def check_references(plan: Plan) -> SafetyReport:
     return report
 
 
-def check(plan: Plan, loader: Any, *, probe: bool = True,
+def check(plan: Plan, loader: Any, *, probe: bool = True, background: bool = False,
           report: SafetyReport | None = None) -> SafetyReport:
-    """Every check; `report` is `check_references`' report when the static half already ran."""
+    """Every check; `report` is `check_references`' report when the static half already ran.
+
+    With `background`, the spawn probe (seconds: a fresh interpreter imports torch
+    and lance) runs on a thread and `report.pending_probe` is its outcome.
+    """
     if report is None:
         report = check_references(plan)
     if plan.loader.num_workers == 0:
@@ -180,6 +189,8 @@ def check(plan: Plan, loader: Any, *, probe: bool = True,
         report.checks.append(("spawn probe", "skipped (--no-probe)"))
     elif any(d.is_error for d in report.diagnostics):
         report.checks.append(("spawn probe", "skipped: fix the errors above first"))
+    elif background:
+        report.pending_probe = _probe_in_background(plan, payload, report)
     else:
         report.diagnostics += _spawn_probe(plan, payload, report)
     return report
@@ -310,6 +321,32 @@ def _probe_child(payload: bytes, conn: Connection) -> None:
         conn.close()
 
 
+def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Future[None]:
+    """The spawn probe on a daemon thread; the future fails with the probe's RecipeError."""
+    outcome: Future[None] = Future()
+    outcome.set_running_or_notify_cancel()
+    report.checks.append(("spawn probe", "running in the background"))
+
+    def run() -> None:
+        try:
+            # The thread's mask crosses to the probe process: a Ctrl-C meant for the
+            # training loop must not kill it mid-import with a traceback.
+            with sigint_blocked(multiprocessing.get_context(
+                    plan.loader.multiprocessing_context or "spawn").get_start_method()):
+                found = _spawn_probe(plan, payload, report)
+        except BaseException as exc:  # the probe could not even start
+            outcome.set_exception(exc)
+            return
+        if found:
+            outcome.set_exception(RecipeError(found))
+        else:
+            outcome.set_result(None)
+
+    # A daemon: a script that exits before the probe answers must not wait for it.
+    threading.Thread(target=run, name="loaderkit-spawn-probe", daemon=True).start()
+    return outcome
+
+
 def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
     context = multiprocessing.get_context(plan.loader.multiprocessing_context or "spawn")
     receive, send = context.Pipe(duplex=False)
@@ -337,6 +374,7 @@ def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagn
                             "its message above)")
     seconds = time.perf_counter() - started
     status, detail = outcome
+    report.checks = [c for c in report.checks if c[0] != "spawn probe"]
     if status == "ok":
         report.checks.append(("spawn probe", f"ok in {seconds:.1f} s ({detail})"))
         return []

@@ -81,12 +81,16 @@ class Compiled:
 
 
 def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
-                   probe: bool = True) -> Compiled:
+                   probe: bool = True, background_probe: bool = False) -> Compiled:
     """Every stage; raises RecipeError listing all diagnostics if any is an error.
 
     Nothing that can be refused without the loader waits for it: a transform or factory
     that cannot cross into a worker (LK501/LK502), or a script without a main guard, is
     refused before the loader is built and before any process starts.
+
+    `background_probe`: return without waiting for the spawn probe. The loader reads
+    in this process meanwhile and starts its workers only once the probe passed; a
+    failed probe's RecipeError is raised by the iteration that would start them.
     """
     from loaderkit.binding import bind
     from loaderkit.building import build
@@ -118,16 +122,22 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     loader, found = build(plan)
     if loader is None:
         raise RecipeError(problems + found)
-    safety = check(plan, loader, probe=probe, report=safety)
+    safety = check(plan, loader, probe=probe, background=background_probe, report=safety)
     problems += safety.diagnostics
     if has_errors(problems):
         raise RecipeError(problems)
+    if safety.pending_probe is not None:
+        loader.start_workers_after(safety.pending_probe)
     return Compiled(plan, loader, safety, problems)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> RecipeLoader:
-    """Compile a recipe into its DataLoader; raises RecipeError on any error diagnostic."""
-    compiled = compile_recipe(path, overrides)
+    """Compile a recipe into its DataLoader; raises RecipeError on any error diagnostic.
+
+    The spawn probe runs in the background (see `compile_recipe`): the first batch
+    does not wait seconds for a fresh interpreter to import torch.
+    """
+    compiled = compile_recipe(path, overrides, background_probe=True)
     for diagnostic in compiled.diagnostics:
         # stacklevel 3: the caller of loaderkit.load_recipe, which calls this function
         warnings.warn(str(diagnostic), LoaderkitWarning, stacklevel=3)

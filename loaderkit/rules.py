@@ -267,7 +267,9 @@ RULES: dict[str, Rule] = {
              "A fresh interpreter, started with the recipe's multiprocessing context, could not "
              "unpickle the worker payload and open the source within the timeout.",
              "This is exactly what every DataLoader worker will do; the probe fails first, "
-             "once, with the reason.",
+             "once, with the reason. `loaderkit build` waits for it; `load_recipe` runs it "
+             "in the background, reads in the main process meanwhile, starts no worker "
+             "before it passed, and raises this from the iteration that would start them.",
              "# a factory that only works in the parent (state set up by the training script)\n",
              "# a factory that opens the table from its arguments and the environment\n"),
         Rule("LK504", "secret-in-payload", E,

@@ -68,7 +68,7 @@ _WORKER_ERROR = re.compile(r"Caught \w+ (in DataLoader worker process \d+)\.\nOr
 
 
 @contextlib.contextmanager
-def _sigint_blocked(start_method: str | None) -> Iterator[None]:
+def sigint_blocked(start_method: str | None) -> Iterator[None]:
     """SIGINT blocked in this thread while the block starts worker processes.
 
     A child inherits the blocked mask across fork and exec, and Python leaves it
@@ -151,6 +151,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
         self._workers: weakref.ref[Any] | None = None  # this pass's DataLoader iterator
         self._ready: Any = None  # shared count of this loader's workers that are up
         self._stopping: threading.Thread | None = None  # stops workers a pass did not need
+        self._gate: Future[None] | None = None  # the spawn probe workers wait for, if any
         kwargs: dict[str, Any] = {}
         if loader.num_workers > 0:
             # Lance is not fork-safe; spawn is the documented default.
@@ -195,18 +196,31 @@ class RecipeLoader(torch.utils.data.DataLoader):
         self._task_sampler.tasks = self._plan.tasks(epoch, skip)
         return self._deliver(self._pass)
 
+    def start_workers_after(self, gate: Future[None]) -> None:
+        """Start no worker before `gate` (the spawn probe) is done; re-raise its failure.
+
+        Until then this process reads; a pass with a transform, which only workers
+        run, waits for it.
+        """
+        self._gate = gate
+
     def _deliver(self, token: int) -> Iterator[Any]:
         chunks: Iterator[Iterable[Any]]
         workers: Any = None
         tasks = iter(self._task_sampler.tasks)
         dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+
+        def start() -> Any:
+            nonlocal workers
+            workers = self._start_workers()
+            return workers
+
         if self.num_workers == 0:
             chunks = self._read_here(tasks)
         elif dataset.read.transform is not None:
             # A transform runs only in the workers (a recipe's contract): they read every task.
             self._task_sampler.tasks = tasks
-            workers = self._start_workers()
-            chunks = workers
+            chunks = start()
         else:
             # This process reads while the workers start (seconds of imports) and
             # hands the rest of the task list over once they are all up.
@@ -214,8 +228,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
             self._task_sampler.tasks = itertools.chain(
                 itertools.repeat(StandbyTask(), standby), tasks
             )
-            workers = self._start_workers()
-            chunks = self._hand_over(tasks, workers, standby)
+            chunks = self._hand_over(tasks, start, standby)
         try:
             for chunk in chunks:
                 for batch in chunk:
@@ -238,6 +251,8 @@ class RecipeLoader(torch.utils.data.DataLoader):
 
     def _start_workers(self) -> Any:
         """This pass's DataLoader iterator: fresh workers, or the persistent ones."""
+        if self._gate is not None:
+            self._gate.result()  # waits for the spawn probe; raises its RecipeError
         if self._stopping is not None:
             # The last pass's unneeded workers first: short passes must not pile up
             # sets of workers that are all still importing.
@@ -252,7 +267,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
         # spawned, and cannot be pickled at any other time (the build's safety check).
         self.worker_init_fn = WorkerStart(self._ready)
         try:
-            with _sigint_blocked(getattr(context, "get_start_method", lambda: None)()):
+            with sigint_blocked(getattr(context, "get_start_method", lambda: None)()):
                 workers = super().__iter__()
         finally:
             self.worker_init_fn = worker_init
@@ -260,29 +275,39 @@ class RecipeLoader(torch.utils.data.DataLoader):
         return workers
 
     def _hand_over(
-        self, tasks: Iterator[Task], workers: Any, standby: int
+        self, tasks: Iterator[Task], start: Callable[[], Any], standby: int
     ) -> Iterator[Iterable[Any]]:
         """Read `tasks` here until every worker is up, then let the workers read the rest.
 
-        The order is the task list's whoever reads a task: this process reads a
-        prefix of it, and the workers' first real tasks are the ones after it
-        (each standby result taken sends a worker the next task in the list).
+        Workers are started (`start()`) as soon as the spawn probe allows, at the
+        pass's start or between two chunks. The order is the task list's whoever
+        reads a task: this process reads a prefix of it, and the workers' first
+        real tasks are the ones after it (each standby result taken sends a worker
+        the next task in the list).
         """
+        workers: Any = None
         handed = False
+
+        def started() -> bool:
+            nonlocal workers
+            if workers is None and (self._gate is None or self._gate.done()):
+                workers = start()
+            return workers is not None
 
         def workers_up() -> bool:
             nonlocal handed
-            if self._ready.value < self.num_workers:
+            if not started() or self._ready.value < self.num_workers:
                 return False
             for _ in range(standby):
                 next(workers)
             handed = True
             return True
 
+        started()  # so persistent workers already up take over after the first chunk
         yield from self._read_here(tasks, until=workers_up)
         if handed:
             yield from workers
-        elif not self.persistent_workers:
+        elif workers is not None and not self.persistent_workers:
             # This process read the whole pass before the workers were up: stop them
             # without waiting out their imports (the next pass starts new ones).
             self._stopping = threading.Thread(

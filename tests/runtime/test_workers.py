@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -66,3 +68,40 @@ def test_persistent_workers_take_over_from_the_second_pass_on(
     assert np.array_equal(ids_of(loader), expected)
     assert len(read_here) <= 2  # the workers were up: this process read one chunk ahead
     loader.shutdown_workers()
+
+
+# --- a gate (the background spawn probe) holds the workers back ------------------------
+
+
+def test_no_worker_starts_while_the_gate_is_closed(
+    lance_uri: str, read_here: list[Any]
+) -> None:
+    expected = ids_of(build(lance_uri, **SPEC))
+    loader = build(lance_uri, num_workers=2, **SPEC)
+    loader.start_workers_after(Future())
+    read_here.clear()
+    assert np.array_equal(ids_of(loader), expected)
+    assert loader._workers is None
+    assert len(read_here) == len(list(loader._plan.tasks(0, 0)))
+
+
+def test_workers_start_between_chunks_once_the_gate_opens(
+    lance_uri: str, read_here: list[Any]
+) -> None:
+    expected = ids_of(build(lance_uri, **SPEC))
+    loader = build(lance_uri, num_workers=2, **SPEC)
+    gate: Future[None] = Future()
+    loader.start_workers_after(gate)
+    read_here.clear()
+    iterator = iter(loader)
+    batches = [next(iterator)]  # the first chunk is one batch
+    assert loader._workers is None
+    gate.set_result(None)
+    batches.append(next(iterator))  # the next chunk boundary starts them
+    deadline = time.monotonic() + 120
+    while loader._ready.value < 2:
+        assert time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.05)
+    batches += list(iterator)
+    assert np.array_equal(ids_of(batches), expected)
+    assert 2 <= len(read_here) < len(list(loader._plan.tasks(0, 0)))

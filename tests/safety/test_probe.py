@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from loaderkit import RecipeError
+from loaderkit import RecipeError, load_recipe
 from loaderkit.compiler import compile_recipe
+from loaderkit.runtime.loader import RecipeLoader
 
 from . import user_code
 from .conftest import SAFE_RECIPE, SafeBuild
@@ -81,3 +85,107 @@ def test_no_probe_still_refuses_a_lambda(write_recipe: Write) -> None:
     with pytest.raises(RecipeError) as caught:
         compile_recipe(path, probe=False)
     assert [d.code for d in caught.value.errors] == ["LK501"]
+
+
+# --- load_recipe: the probe runs in the background; workers wait for it ----------------
+# (Without a transform these recipes draw LK408, "workers only read": beside the point.)
+quiet = pytest.mark.filterwarnings("ignore::loaderkit.compiler.LoaderkitWarning")
+
+PARENT_ONLY = """\
+loaderkit: 1
+source:
+  uri: {data}/db
+  table: items
+  connection_factory: tests.safety.user_code:parent_only_factory
+columns: [id, score]
+loader:
+  batch_size: 32
+  num_workers: 2
+"""
+
+
+@pytest.fixture
+def parent_only(write_recipe: Write, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """A recipe whose factory works here but not in a fresh worker (the probe fails)."""
+    monkeypatch.setitem(user_code.PARENT_STATE, "db", os.environ["LK_TEST_DB"])
+    return lambda extra="": write_recipe(PARENT_ONLY + extra)
+
+
+def probe_error(loader: RecipeLoader, passes: int = 200) -> RecipeError:
+    """Iterate passes until one raises; the probe answers within seconds."""
+    for _ in range(passes):
+        try:
+            list(loader)
+        except RecipeError as error:
+            return error
+        time.sleep(0.05)
+    raise AssertionError("no pass raised the probe's error")
+
+
+@quiet
+def test_load_recipe_does_not_wait_for_a_failing_probe(
+        parent_only: Callable[[str], Path]) -> None:
+    loader = load_recipe(str(parent_only("")))
+    assert isinstance(loader, RecipeLoader)
+
+
+@quiet
+def test_failed_background_probe_is_raised_by_iteration_at_the_factory_key(
+        parent_only: Callable[[str], Path]) -> None:
+    path = parent_only("")
+    error = probe_error(load_recipe(str(path)))
+    assert [(d.location.line, d.location.column, d.code) for d in error.errors] == [
+        (*line_col(path, "connection_factory:"), "LK503")]
+
+
+@quiet
+def test_failed_background_probe_starts_no_worker(parent_only: Callable[[str], Path]) -> None:
+    before = set(multiprocessing.active_children())
+    loader = load_recipe(str(parent_only("")))
+    probe_error(loader)
+    assert loader._workers is None and loader._iterator is None
+    assert set(multiprocessing.active_children()) <= before
+
+
+@quiet
+def test_failed_background_probe_fails_every_later_pass(
+        parent_only: Callable[[str], Path]) -> None:
+    loader = load_recipe(str(parent_only("")))
+    probe_error(loader)
+    with pytest.raises(RecipeError):
+        list(loader)
+
+
+@quiet
+def test_passes_until_the_probe_failed_lose_and_repeat_no_row(
+        parent_only: Callable[[str], Path]) -> None:
+    loader = load_recipe(str(parent_only("")))
+    whole_passes: list[list[int]] = []
+    ids: list[int] = []
+    with pytest.raises(RecipeError):
+        for _ in range(200):
+            ids = []
+            for batch in loader:
+                ids += batch["id"].tolist()
+            whole_passes.append(sorted(ids))
+            time.sleep(0.05)
+    assert all(ids_ == list(range(300)) for ids_ in whole_passes)
+    assert len(set(ids)) == len(ids)  # the pass that raised
+    assert loader.state_dict()["batches_delivered"] == -(-len(ids) // 32)
+
+
+def test_with_a_transform_the_first_batch_waits_for_the_probe(
+        parent_only: Callable[[str], Path]) -> None:
+    # A transform runs only in workers, so no batch can come before the probe's verdict.
+    loader = load_recipe(str(parent_only("transform: tests.safety.user_code:double_score\n")))
+    with pytest.raises(RecipeError) as caught:
+        next(iter(loader))
+    assert [d.code for d in caught.value.errors] == ["LK503"]
+
+
+def test_passing_background_probe_lets_workers_take_over(write_recipe: Write,
+                                                        secret: str) -> None:
+    loader = load_recipe(str(write_recipe(SAFE_RECIPE)))
+    ids = [i for batch in loader for i in batch["id"].tolist()]
+    assert sorted(ids) == list(range(300))
+    assert loader._ready.value == 2  # the transform's pass ran in the workers
