@@ -138,15 +138,20 @@ class _Cache:
 
         A random gather waits on memory, row by row; a second thread keeps twice
         as many reads in flight (~1.4x on 2 cores). np.take releases the GIL.
+        Into `out`, np.take's default mode ("raise") gathers into a temporary
+        buffer and copies it over: half the speed, measured. The bounds are
+        checked here instead, once, and the gathers run with mode "clip".
         """
-        out = np.empty((len(positions), *array.shape[1:]), array.dtype)
         half = len(positions) // 2
         if half < GATHER_SPLIT_ROWS:
-            return np.take(array, positions, axis=0, out=out)
+            return np.take(array, positions, axis=0)
+        if positions.min() < 0 or positions.max() >= len(array):
+            raise IndexError(f"cache positions outside [0, {len(array)})")
+        out = np.empty((len(positions), *array.shape[1:]), array.dtype)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-gather")
-        second = self._helper.submit(np.take, array, positions[half:], 0, out[half:])
-        np.take(array, positions[:half], axis=0, out=out[:half])
+        second = self._helper.submit(np.take, array, positions[half:], 0, out[half:], "clip")
+        np.take(array, positions[:half], axis=0, out=out[:half], mode="clip")
         second.result()
         return out
 

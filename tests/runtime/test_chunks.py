@@ -11,7 +11,7 @@ import pytest
 import torch
 from rt_support import build, ids_of, through_workers, write_dataset
 
-from loaderkit.runtime import sources
+from loaderkit.runtime import dataset, sources
 
 
 def _rows(batches: list[Any]) -> list[Any]:
@@ -132,3 +132,13 @@ def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
     got = reader.take(addresses, {"id": "id", "emb": "emb"})
     assert got.column("id").to_pylist() == offsets.tolist()
     assert got.column("emb").to_pylist() == ds.take(offsets.tolist(), ["emb"])["emb"].to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["torch", "numpy"])
+def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
+    lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _rows(list(build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt)))
+    monkeypatch.setattr(dataset, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
+    split = _rows(list(build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt)))
+    assert split == whole
