@@ -99,7 +99,9 @@ class Loader(Section):
                                                "number of batches.")
     timeout: float = Field(0, ge=0, description="Seconds to wait for a batch from a worker "
                                                 "(0: forever).")
-    batch_readahead: int | None = Field(None, ge=1, description="Lance's batch readahead.")
+    batch_readahead: int | None = Field(
+        None, ge=1, description="Lance's batch readahead for scans; null: 16, as pylance's "
+                                "LanceDataset.")
 
 
 class Recipe(Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -33,6 +34,9 @@ from loaderkit.runtime.spec import Format, ReadSpec
 GATHER_SPLIT_ROWS = 2048
 # Used when SamplerSpec.cache_mb is None: a cap, so a typo'd recipe cannot eat the host.
 DEFAULT_CACHE_MB = 4096
+# Scanner batches read ahead when the recipe leaves `batch_readahead` unset: pylance's
+# LanceDataset default. Lance's own default scanned 1M rows 25% slower here.
+SCAN_READAHEAD = 16
 
 
 def identity_collate(batches: list[Any]) -> list[Any]:
@@ -93,15 +97,29 @@ def _exit_before_finalizing() -> None:
 def rebatch(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.RecordBatch]:
     """Exactly `batch_size` rows per batch (the last may be shorter).
 
-    Scanners may cut short at fragment boundaries; only then do we pay a copy.
+    Scanners cut short at the end of a run; only the rows that fill such a
+    short batch are copied, and full batches pass through untouched.
     """
-    batches = [b for b in batches if b.num_rows]
-    if all(b.num_rows == batch_size for b in batches[:-1]) and (
-        not batches or batches[-1].num_rows <= batch_size
-    ):
-        return batches
-    table = pa.Table.from_batches(batches).combine_chunks()
-    return table.to_batches(max_chunksize=batch_size)
+    out: list[pa.RecordBatch] = []
+    pending: list[pa.RecordBatch] = []  # pieces of the next batch, `have` rows
+    have = 0
+    for batch in batches:
+        start = 0
+        while start < batch.num_rows:
+            if not pending and batch.num_rows - start >= batch_size:
+                out.append(batch.slice(start, batch_size))  # zero-copy
+                start += batch_size
+                continue
+            piece = batch.slice(start, min(batch_size - have, batch.num_rows - start))
+            pending.append(piece)
+            have += piece.num_rows
+            start += piece.num_rows
+            if have == batch_size:
+                out.append(_one_batch(pending))
+                pending, have = [], 0
+    if pending:
+        out.append(_one_batch(pending))
+    return out
 
 
 class _Cache:
@@ -337,9 +355,23 @@ class ChunkDataset(torch.utils.data.Dataset):
 
     def _scan(self, task: ScanTask) -> list[pa.RecordBatch]:
         cols, filt = self.read.columns, self.read.filter
+        readahead = self.read.batch_readahead or SCAN_READAHEAD
         batches: list[pa.RecordBatch] = []
+        rows = 0
         for run in task.runs:
-            batches += self.reader.scan(run, cols, filt, self.batch_size, self.read.batch_readahead)
+            # A run that starts mid-batch (the last run ended short) first reads just
+            # the rows that complete that batch: the rest of it is then read in whole
+            # batches, and rebatch copies one batch, not every batch after it.
+            head = -rows % self.batch_size
+            parts = [run]
+            if 0 < head < run.limit:
+                parts = [dataclasses.replace(run, limit=head),
+                         dataclasses.replace(run, offset=run.offset + head,
+                                             limit=run.limit - head)]
+            for part in parts:
+                for batch in self.reader.scan(part, cols, filt, self.batch_size, readahead):
+                    batches.append(batch)
+                    rows += batch.num_rows
         return rebatch(batches, self.batch_size)
 
     def _take(self, task: TakeTask) -> Chunk:

@@ -7,8 +7,11 @@ from typing import Any
 
 import lance
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from rt_support import build, ids_of, through_workers, write_dataset
 
 from loaderkit.runtime import dataset, sources
@@ -142,3 +145,26 @@ def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
     monkeypatch.setattr(dataset, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
     split = _rows(list(build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt)))
     assert split == whole
+
+
+@given(pieces=st.lists(st.integers(0, 40), max_size=12), batch_size=st.integers(1, 16))
+def test_rebatch_cuts_scanner_batches_into_full_batches_in_order(
+    pieces: list[int], batch_size: int
+) -> None:
+    starts = np.cumsum([0, *pieces])
+    batches = [
+        pa.record_batch({"id": np.arange(a, a + n)})
+        for a, n in zip(starts[:-1], pieces, strict=True)
+    ]
+    out = dataset.rebatch(batches, batch_size)
+    assert [b.num_rows for b in out[:-1]] == [batch_size] * (len(out) - 1)
+    assert not out or 0 < out[-1].num_rows <= batch_size
+    got = [i for b in out for i in b.column("id").to_pylist()]
+    assert got == list(range(sum(pieces)))
+
+
+def test_full_scan_across_fragment_ends_delivers_full_batches(lance_uri: str) -> None:
+    # 157-row fragments and 16-row batches: every fragment ends mid-batch.
+    batches = list(build(lance_uri, type="full_scan", batch_size=16))
+    assert [len(b["id"]) for b in batches[:-1]] == [16] * (len(batches) - 1)
+    assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
