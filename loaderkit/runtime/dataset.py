@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -94,20 +94,22 @@ def _exit_before_finalizing() -> None:
         os._exit(0)
 
 
-def rebatch(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.RecordBatch]:
-    """Exactly `batch_size` rows per batch (the last may be shorter).
+def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Exactly `batch_size` rows per batch (the last may be shorter), as they arrive.
 
     Scanners cut short at the end of a run; only the rows that fill such a
     short batch are copied, and full batches pass through untouched.
     """
-    out: list[pa.RecordBatch] = []
     pending: list[pa.RecordBatch] = []  # pieces of the next batch, `have` rows
     have = 0
     for batch in batches:
+        if not pending and batch.num_rows == batch_size:  # the common case, as it came
+            yield batch
+            continue
         start = 0
         while start < batch.num_rows:
             if not pending and batch.num_rows - start >= batch_size:
-                out.append(batch.slice(start, batch_size))  # zero-copy
+                yield batch.slice(start, batch_size)  # zero-copy
                 start += batch_size
                 continue
             piece = batch.slice(start, min(batch_size - have, batch.num_rows - start))
@@ -115,11 +117,10 @@ def rebatch(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.RecordBat
             have += piece.num_rows
             start += piece.num_rows
             if have == batch_size:
-                out.append(_one_batch(pending))
+                yield _one_batch(pending)
                 pending, have = [], 0
     if pending:
-        out.append(_one_batch(pending))
-    return out
+        yield _one_batch(pending)
 
 
 class _Cache:
@@ -347,6 +348,23 @@ class ChunkDataset(torch.utils.data.Dataset):
                 out = [convert(b, fmt) for b in batches]
         else:
             out = self._take(task)
+        return self._transformed(out)
+
+    def stream(self, runs: Iterable[ScanRun]) -> Iterator[Any]:
+        """The batches of `runs`, read as they are consumed: a scan order, 0 workers.
+
+        One scanner per run (a run spans whole fragments) reads ahead on Lance's
+        own threads, as pylance's LanceDataset does; a scanner per chunk task
+        paid its start-up ~30 times an epoch here.
+        """
+        fmt, batches = self.read.format, rebatch(self._scanned(runs), self.batch_size)
+        if self.read.transform is None:
+            yield from (convert(batch, fmt) for batch in batches)
+            return
+        for batch in batches:
+            yield from self._transformed([convert(batch, fmt)])
+
+    def _transformed(self, out: Chunk | list[Any]) -> Chunk | list[Any]:
         if self.read.transform is None:
             return out
         if self._transform is None:
@@ -354,11 +372,13 @@ class ChunkDataset(torch.utils.data.Dataset):
         return [self._transform(b) for b in out]
 
     def _scan(self, task: ScanTask) -> list[pa.RecordBatch]:
+        return list(rebatch(self._scanned(task.runs), self.batch_size))
+
+    def _scanned(self, runs: Iterable[ScanRun]) -> Iterator[pa.RecordBatch]:
         cols, filt = self.read.columns, self.read.filter
         readahead = self.read.batch_readahead or SCAN_READAHEAD
-        batches: list[pa.RecordBatch] = []
         rows = 0
-        for run in task.runs:
+        for run in runs:
             # A run that starts mid-batch (the last run ended short) first reads just
             # the rows that complete that batch: the rest of it is then read in whole
             # batches, and rebatch copies one batch, not every batch after it.
@@ -370,9 +390,8 @@ class ChunkDataset(torch.utils.data.Dataset):
                                              limit=run.limit - head)]
             for part in parts:
                 for batch in self.reader.scan(part, cols, filt, self.batch_size, readahead):
-                    batches.append(batch)
                     rows += batch.num_rows
-        return rebatch(batches, self.batch_size)
+                    yield batch
 
     def _take(self, task: TakeTask) -> Chunk:
         """One sorted, duplicate-free read, converted as a whole, gathered per batch.

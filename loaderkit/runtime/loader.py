@@ -42,7 +42,7 @@ from loaderkit.runtime.dataset import (
     worker_init,
 )
 from loaderkit.runtime.errors import CacheBudgetError, ResumeError, RuntimeFailure, SourceError
-from loaderkit.runtime.plans import ChunkPlan, StandbyTask, Task
+from loaderkit.runtime.plans import ChunkPlan, ScanRun, StandbyTask, Task
 from loaderkit.runtime.sources import open_source, reader_for
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, resolve_text
 
@@ -194,7 +194,8 @@ class RecipeLoader(torch.utils.data.DataLoader):
         self._epoch, self._delivered, self._finished = epoch, skip, False
         self._next_epoch = epoch + 1
         self._task_sampler.tasks = self._plan.tasks(epoch, skip)
-        return self._deliver(self._pass)
+        runs = self._plan.scan_runs(epoch, skip) if self.num_workers == 0 else None
+        return self._deliver(self._pass, runs)
 
     def start_workers_after(self, gate: Future[None]) -> None:
         """Start no worker before `gate` (the spawn probe) is done; re-raise its failure.
@@ -204,7 +205,8 @@ class RecipeLoader(torch.utils.data.DataLoader):
         """
         self._gate = gate
 
-    def _deliver(self, token: int) -> Iterator[Any]:
+    def _deliver(self, token: int, runs: tuple[ScanRun, ...] | None = None) -> Iterator[Any]:
+        """This pass's batches; `runs`: with 0 workers, a scan order read as one stream."""
         chunks: Iterator[Iterable[Any]]
         workers: Any = None
         tasks = iter(self._task_sampler.tasks)
@@ -215,7 +217,10 @@ class RecipeLoader(torch.utils.data.DataLoader):
             workers = self._start_workers()
             return workers
 
-        if self.num_workers == 0:
+        if runs is not None:
+            pin = self.pin_memory and torch.cuda.is_available()
+            chunks = (self._maybe_pin([batch], pin) for batch in dataset.stream(runs))
+        elif self.num_workers == 0:
             chunks = self._read_here(tasks)
         elif dataset.read.transform is not None:
             # A transform runs only in the workers (a recipe's contract): they read every task.

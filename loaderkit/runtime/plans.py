@@ -340,6 +340,16 @@ class ChunkPlan:
         cuts = [0, *range(min(self.batch_size, total), total, self.chunk_rows)]
         return [*cuts, total] if total else [0]
 
+    def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
+        """The rest of `epoch` as scanner runs where its order is contiguous rows
+        (full_scan, sharded_fragment), else None: what `tasks` cuts into ScanTasks."""
+        if self.sampler.type not in ("full_scan", "sharded_fragment"):
+            return None
+        order = self.order(epoch)
+        ranges = order.slice(skip_batches * self.batch_size, len(order))
+        assert all(isinstance(s, range) for s in ranges)
+        return self.universe.runs(ranges)  # type: ignore[arg-type]
+
     def tasks(self, epoch: int, skip_batches: int = 0) -> Iterator[Task]:
         """This rank's tasks for `epoch`, without the first `skip_batches` batches."""
         order = self.order(epoch)

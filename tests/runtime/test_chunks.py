@@ -156,7 +156,7 @@ def test_rebatch_cuts_scanner_batches_into_full_batches_in_order(
         pa.record_batch({"id": np.arange(a, a + n)})
         for a, n in zip(starts[:-1], pieces, strict=True)
     ]
-    out = dataset.rebatch(batches, batch_size)
+    out = list(dataset.rebatch(batches, batch_size))
     assert [b.num_rows for b in out[:-1]] == [batch_size] * (len(out) - 1)
     assert not out or 0 < out[-1].num_rows <= batch_size
     got = [i for b in out for i in b.column("id").to_pylist()]
@@ -168,3 +168,16 @@ def test_full_scan_across_fragment_ends_delivers_full_batches(lance_uri: str) ->
     batches = list(build(lance_uri, type="full_scan", batch_size=16))
     assert [len(b["id"]) for b in batches[:-1]] == [16] * (len(batches) - 1)
     assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
+
+
+@pytest.mark.parametrize("kind", ["full_scan", "sharded_fragment"])
+@pytest.mark.parametrize("skip", [0, 5])
+def test_a_scan_order_streams_the_batches_its_chunk_tasks_hold(
+    lance_uri: str, kind: str, skip: int
+) -> None:
+    # With 0 workers a scan order is read as one stream; workers read it as tasks.
+    loader = build(lance_uri, type=kind, world_size=2, rank=1)
+    dataset = loader.dataset
+    from_tasks = [b for t in loader._plan.tasks(0, skip) for b in dataset[t]]
+    streamed = list(dataset.stream(loader._plan.scan_runs(0, skip)))
+    assert _rows(streamed) == _rows(from_tasks)
