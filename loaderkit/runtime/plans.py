@@ -183,9 +183,12 @@ def _slice(segments: Sequence[Segment], a: int, b: int) -> list[Segment]:
 
 
 def _positions(segments: list[Segment]) -> np.ndarray:
+    """The segments' positions as one array: a view when there is a single array."""
     parts = [
         np.arange(s.start, s.stop, dtype=np.int64) if isinstance(s, range) else s for s in segments
     ]
+    if len(parts) == 1:
+        return parts[0]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -318,7 +321,7 @@ class ChunkPlan:
     def _shuffled(self, epoch: int) -> np.ndarray:
         n, rng = self.universe.size, self._rng(epoch)
         if self.sampler.mode != "block":
-            return rng.permutation(n).astype(np.int64)
+            return rng.permutation(n).astype(np.int64, copy=False)
         # Random order of contiguous blocks: neighbours on disk stay neighbours, so
         # each chunk's sorted take reads runs instead of single rows.
         b = max(1, self.sampler.block_rows)
