@@ -44,21 +44,9 @@ def test_the_transform_runs_on_every_batch(safe_build: SafeBuild) -> None:
 
 
 def test_factory_that_needs_parent_state_fails_the_probe(
-        write_recipe: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+        parent_only: Callable[[str], Path]) -> None:
     # The parent can open the table (bind and build succeed); a fresh worker cannot.
-    monkeypatch.setitem(user_code.PARENT_STATE, "db", str(Path(
-        __import__("os").environ["LK_TEST_DB"])))
-    path = write_recipe("""\
-        loaderkit: 1
-        source:
-          uri: {data}/db
-          table: items
-          connection_factory: tests.safety.user_code:parent_only_factory
-        columns: [id, score]
-        transform: tests.safety.user_code:double_score
-        loader:
-          num_workers: 2
-        """)
+    path = parent_only("transform: tests.safety.user_code:double_score\n")
     with pytest.raises(RecipeError) as caught:
         compile_recipe(path)
     errors = [d for d in caught.value.diagnostics if d.is_error]
