@@ -152,25 +152,35 @@ class _Cache:
             self.base = convert(batch, fmt)
         self._helper: ThreadPoolExecutor | None = None
 
-    def _gather(self, array: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """`array[positions]`, large gathers split over two threads.
+    def _gather(
+        self, arrays: dict[str, np.ndarray], positions: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """`array[positions]` for every column, large gathers split over two threads.
 
         A random gather waits on memory, row by row; a second thread keeps twice
         as many reads in flight (~1.4x on 2 cores). np.take releases the GIL.
-        Into `out`, np.take's default mode ("raise") gathers into a temporary
-        buffer and copies it over: half the speed, measured. The bounds are
-        checked here instead, once, and the gathers run with mode "clip".
+        The second thread takes its half of every column in one hand-off: waking
+        a thread costs tens of microseconds on a busy host, and one hand-off per
+        column made the epoch ~25% slower, measured. Into `out`, np.take's
+        default mode ("raise") gathers into a temporary buffer and copies it
+        over: half the speed, measured. The bounds are checked here instead,
+        once, and the gathers run with mode "clip".
         """
         half = len(positions) // 2
         if half < GATHER_SPLIT_ROWS:
-            return np.take(array, positions, axis=0)
-        if positions.min() < 0 or positions.max() >= len(array):
-            raise IndexError(f"cache positions outside [0, {len(array)})")
-        out = np.empty((len(positions), *array.shape[1:]), array.dtype)
+            return {k: np.take(v, positions, axis=0) for k, v in arrays.items()}
+        if positions.min() < 0 or positions.max() >= len(next(iter(arrays.values()))):
+            raise IndexError("cache positions outside the cached rows")
+        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+
+        def take(lo: int, hi: int) -> None:
+            for k, v in arrays.items():
+                np.take(v, positions[lo:hi], axis=0, out=out[k][lo:hi], mode="clip")
+
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-gather")
-        second = self._helper.submit(np.take, array, positions[half:], 0, out[half:], "clip")
-        np.take(array, positions[:half], axis=0, out=out[:half], mode="clip")
+        second = self._helper.submit(take, half, len(positions))
+        take(0, half)
         second.result()
         return out
 
@@ -179,8 +189,8 @@ class _Cache:
             assert self.batch is not None
             return convert(self.batch.take(pa.array(positions)), self.fmt)
         if isinstance(self.base, np.ndarray):
-            return torch.from_numpy(self._gather(self.base, positions))
-        picked = {k: self._gather(v, positions) for k, v in self.base.items()}
+            return torch.from_numpy(self._gather({"": self.base}, positions)[""])
+        picked = self._gather(self.base, positions)
         if self.fmt == "numpy":
             return picked
         return {k: torch.from_numpy(v) for k, v in picked.items()}
