@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rt_support import build, ids_of, through_workers, write_dataset
 
-from loaderkit.runtime import dataset, sources
+from loaderkit.runtime import dataset, plans, sources
 
 
 def _rows(batches: list[Any]) -> list[Any]:
@@ -137,18 +137,19 @@ def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
     assert got.column("emb").to_pylist() == ds.take(offsets.tolist(), ["emb"])["emb"].to_pylist()
 
 
+def _cache_epoch(lance_uri: str, fmt: str) -> list[Any]:
+    loader = build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt,
+                   columns={"id": "id", "emb": "emb"})
+    return _rows([b.tolist() if isinstance(b, torch.Tensor) else b for b in loader])
+
+
 @pytest.mark.parametrize("fmt", ["torch", "numpy", "torch_col"])
 def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
     lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def epoch() -> list[Any]:
-        loader = build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt,
-                       columns={"id": "id", "emb": "emb"})
-        return _rows([b.tolist() if isinstance(b, torch.Tensor) else b for b in loader])
-
-    whole = epoch()
+    whole = _cache_epoch(lance_uri, fmt)
     monkeypatch.setattr(dataset, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
-    assert epoch() == whole
+    assert _cache_epoch(lance_uri, fmt) == whole
 
 
 @given(pieces=st.lists(st.integers(0, 40), max_size=12), batch_size=st.integers(1, 16))
@@ -167,10 +168,27 @@ def test_rebatch_cuts_scanner_batches_into_full_batches_in_order(
     assert got == list(range(sum(pieces)))
 
 
-def test_full_scan_across_fragment_ends_delivers_full_batches(lance_uri: str) -> None:
+@pytest.mark.parametrize("realign_rows", [plans.REALIGN_ROWS, 16])  # merged runs; cut runs
+def test_full_scan_across_fragment_ends_delivers_full_batches(
+    lance_uri: str, realign_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 157-row fragments and 16-row batches: every fragment ends mid-batch.
+    monkeypatch.setattr(plans, "REALIGN_ROWS", realign_rows)
     batches = list(build(lance_uri, type="full_scan", batch_size=16))
     assert [len(b["id"]) for b in batches[:-1]] == [16] * (len(batches) - 1)
+    assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
+
+
+def test_full_scan_with_runs_cut_at_fragments_copies_one_batch_per_fragment_end(
+    lance_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plans, "REALIGN_ROWS", 16)  # 157-row fragments count as long
+    joined = []
+    one_batch = dataset._one_batch
+    monkeypatch.setattr(dataset, "_one_batch", lambda b: joined.append(b) or one_batch(b))
+    batches = list(build(lance_uri, type="full_scan", batch_size=16))
+    fragments = len(lance.dataset(lance_uri).get_fragments())
+    assert 0 < len(joined) <= fragments  # the batch each fragment end splits, no more
     assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
 
 

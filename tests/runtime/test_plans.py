@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loaderkit.runtime.plans import ChunkPlan, ScanTask, TakeTask, Task, Universe
+from loaderkit.runtime import plans
+from loaderkit.runtime.plans import ChunkPlan, ScanRun, ScanTask, TakeTask, Task, Universe
 from loaderkit.runtime.spec import SamplerSpec
 
 KINDS = [
@@ -90,3 +92,36 @@ def test_plan_resumed_at_any_batch_is_the_suffix_of_the_epoch(
     whole = epoch_positions(u, kind, 2, 1, bs)
     skip = data.draw(st.integers(0, -(-len(whole) // bs)))
     assert np.array_equal(epoch_positions(u, kind, 2, 1, bs, skip=skip), whole[skip * bs :])
+
+
+def test_a_long_fragment_starting_off_the_batch_grid_gets_a_run_of_its_own() -> None:
+    u = universe([1500, 20000, 20000])  # fragment ids 1, 4, 7
+    assert u.runs([range(u.size)], batch_size=1024) == (
+        ScanRun((1,), 0, 1500),
+        ScanRun((4,), 0, 20000),
+        ScanRun((7,), 0, 20000),
+    )
+
+
+def test_a_fragment_starting_on_the_batch_grid_merges_into_the_run_before() -> None:
+    u = universe([2048, 20000])
+    assert u.runs([range(u.size)], batch_size=1024) == (ScanRun((1, 4), 0, 22048),)
+
+
+def test_a_short_fragment_off_the_batch_grid_merges_into_the_run_before() -> None:
+    u = universe([1500, 100])
+    assert u.runs([range(u.size)], batch_size=1024) == (ScanRun((1, 4), 0, 1600),)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=layouts, bs=st.integers(1, 9), data=st.data())
+def test_runs_cut_for_the_batch_grid_read_the_same_positions(
+    rows: list[int], bs: int, data: st.DataObject
+) -> None:
+    u = universe(rows)
+    a = data.draw(st.integers(0, u.size))
+    ranges = [range(a, data.draw(st.integers(a, u.size)))]
+    with patch.object(plans, "REALIGN_ROWS", 1):  # every fragment off the grid is cut
+        cut = u.runs(ranges, batch_size=bs)
+    merged = u.runs(ranges)
+    assert np.array_equal(positions(u, ScanTask(cut, 0)), positions(u, ScanTask(merged, 0)))
