@@ -30,6 +30,12 @@ from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, T
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
 from loaderkit.runtime.spec import Format, ReadSpec
 
+take_rows: Callable[[tuple[Any, ...], Any, tuple[Any, ...]], None] | None
+try:  # built with the package where a C compiler was found (setup.py)
+    from loaderkit.runtime._gather import take_rows
+except ImportError:  # numpy's take instead: ~1.4x slower in shuffle mode cache
+    take_rows = None
+
 # Cache gathers of at least twice this many rows are split over two threads.
 GATHER_SPLIT_ROWS = 2048
 # Used when SamplerSpec.cache_mb is None: a cap, so a typo'd recipe cannot eat the host.
@@ -127,10 +133,11 @@ class _Cache:
     """Shuffle `cache` mode: the selected columns of the whole universe, in memory.
 
     Tensor-like formats are converted once (so a string column fails at load,
-    not mid-epoch) and held as numpy arrays: a batch is one `np.take` per column.
-    `np.take` rather than `torch.index_select`, because torch's intra-op thread
-    pool collapses (5-20x slower, measured) when the cores are oversubscribed,
-    which is the normal state of a host feeding a GPU.
+    not mid-epoch) and held as C-contiguous numpy arrays: a chunk is one row
+    gather over every column (`take_rows`, or `np.take` per column). Not
+    `torch.index_select`: torch's intra-op thread pool collapses (5-20x slower,
+    measured) when the cores are oversubscribed, the normal state of a host
+    feeding a GPU.
     """
 
     def __init__(self, batch: pa.RecordBatch | None, fmt: Format, base: Any = None) -> None:
@@ -150,6 +157,10 @@ class _Cache:
             self.base = {k: t.numpy() for k, t in convert(batch, fmt).items()}
         elif fmt == "numpy":
             self.base = convert(batch, fmt)
+        if isinstance(self.base, np.ndarray):
+            self.base = np.ascontiguousarray(self.base)
+        elif isinstance(self.base, dict):
+            self.base = {k: np.ascontiguousarray(v) for k, v in self.base.items()}
         self._helper: ThreadPoolExecutor | None = None
 
     def _gather(
@@ -158,25 +169,35 @@ class _Cache:
         """`array[positions]` for every column, large gathers split over two threads.
 
         A random gather waits on memory, row by row; a second thread keeps twice
-        as many reads in flight (~1.4x on 2 cores). np.take releases the GIL.
-        The second thread takes its half of every column in one hand-off: waking
-        a thread costs tens of microseconds on a busy host, and one hand-off per
-        column made the epoch ~25% slower, measured. Into `out`, np.take's
-        default mode ("raise") gathers into a temporary buffer and copies it
-        over: half the speed, measured. The bounds are checked here instead,
-        once, and the gathers run with mode "clip".
+        as many reads in flight (~1.4x on 2 cores); both release the GIL. The
+        second thread takes its half of every column in one hand-off: waking a
+        thread costs tens of microseconds on a busy host, and one hand-off per
+        column made the epoch ~25% slower, measured.
         """
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+        if take_rows is not None and not any(v.dtype.hasobject for v in arrays.values()):
+            sources = tuple(arrays.values())
+
+            def take(lo: int, hi: int) -> None:
+                take_rows(sources, positions[lo:hi], tuple(o[lo:hi] for o in out.values()))
+
+        else:
+            # np.take into `out` in its default mode ("raise") gathers into a
+            # temporary buffer and copies it over: half the speed, measured. The
+            # bounds are checked here instead, once, and it runs in mode "clip".
+            rows = len(next(iter(arrays.values())))
+            if len(positions) and (positions.min() < 0 or positions.max() >= rows):
+                raise IndexError(f"cache positions outside the {rows} cached rows")
+
+            def take(lo: int, hi: int) -> None:
+                for k, v in arrays.items():
+                    np.take(v, positions[lo:hi], axis=0, out=out[k][lo:hi], mode="clip")
+
         half = len(positions) // 2
         if half < GATHER_SPLIT_ROWS:
-            return {k: np.take(v, positions, axis=0) for k, v in arrays.items()}
-        if positions.min() < 0 or positions.max() >= len(next(iter(arrays.values()))):
-            raise IndexError("cache positions outside the cached rows")
-        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
-
-        def take(lo: int, hi: int) -> None:
-            for k, v in arrays.items():
-                np.take(v, positions[lo:hi], axis=0, out=out[k][lo:hi], mode="clip")
-
+            take(0, len(positions))
+            return out
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-gather")
         second = self._helper.submit(take, half, len(positions))

@@ -152,6 +152,16 @@ def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
     assert _cache_epoch(lance_uri, fmt) == whole
 
 
+@pytest.mark.skipif(dataset.take_rows is None, reason="built without a C compiler")
+@pytest.mark.parametrize("fmt", ["torch", "numpy", "torch_col"])
+def test_cache_batches_are_the_same_with_numpys_gather(
+    lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled = _cache_epoch(lance_uri, fmt)
+    monkeypatch.setattr(dataset, "take_rows", None)
+    assert _cache_epoch(lance_uri, fmt) == compiled
+
+
 @given(pieces=st.lists(st.integers(0, 40), max_size=12), batch_size=st.integers(1, 16))
 def test_rebatch_cuts_scanner_batches_into_full_batches_in_order(
     pieces: list[int], batch_size: int

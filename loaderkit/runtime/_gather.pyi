@@ -1,0 +1,3 @@
+from typing import Any
+
+def take_rows(sources: tuple[Any, ...], positions: Any, outputs: tuple[Any, ...]) -> None: ...
