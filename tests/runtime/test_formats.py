@@ -11,6 +11,7 @@ import torch
 from rt_support import DIM, build
 
 from loaderkit.runtime import FormatError, tensor_incompatible_columns
+from loaderkit.runtime.formats import column_to_numpy, column_to_tensor
 
 BS = 16
 ALL = {"id": "id", "label": "label", "emb": "emb", "text": "text"}
@@ -97,3 +98,16 @@ def test_vector_tensor_shares_arrow_memory_when_batch_is_a_slice(lance_uri: str)
     loader = build(lance_uri, type="full_scan", batch_size=BS)
     for batch in loader:
         assert torch.equal(batch["emb"][:, 3], (batch["id"] * 10 + 3).float())
+
+
+@pytest.mark.parametrize(
+    ("child_offset", "start"), [(0, 0), (0, 3), (2, 0), (2, 3)], ids=["whole", "sliced",
+                                                                     "child-sliced", "both"]
+)
+def test_vector_columns_convert_honouring_the_arrays_offsets(child_offset: int, start: int) -> None:
+    values = pa.array(np.arange(40, dtype=np.float32))
+    vectors = pa.FixedSizeListArray.from_arrays(values.slice(child_offset, 30), 3)
+    arr = vectors.slice(start, 5)
+    expected = np.array(arr.to_pylist(), dtype=np.float32)
+    assert np.array_equal(column_to_tensor("emb", arr).numpy(), expected)
+    assert np.array_equal(column_to_numpy(arr), expected)
