@@ -1,7 +1,7 @@
 """The one compiled piece: the cache mode's prefetching row gather.
 
 Optional: where it cannot be built (no C compiler), loaderkit installs without
-it and gathers with numpy (~1.4x slower in cache mode). Everything else about
+it and gathers with numpy (cache-mode epochs ~1.2x slower). Everything else about
 the package is in pyproject.toml.
 """
 

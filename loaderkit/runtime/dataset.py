@@ -33,7 +33,7 @@ from loaderkit.runtime.spec import Format, ReadSpec
 take_rows: Callable[[tuple[Any, ...], Any, tuple[Any, ...]], None] | None
 try:  # built with the package where a C compiler was found (setup.py)
     from loaderkit.runtime._gather import take_rows
-except ImportError:  # numpy's take instead: ~1.4x slower in shuffle mode cache
+except ImportError:  # numpy's take instead: cache-mode epochs ~1.2x slower
     take_rows = None
 
 # Cache gathers of at least twice this many rows are split over two threads.

@@ -65,17 +65,17 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
     assert np.array_equal(np.sort(ids_of(batches)), np.arange(len(ids_of(batches))))
 
 
-def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Record each range read that went straight to a data file (ranges from 16 rows)."""
+def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Record the offsets of each read that went straight to a data file (runs from 16 rows)."""
     monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
-    calls: list[tuple[int, int]] = []
-    read = sources._FileRanges.read
+    calls: list[np.ndarray] = []
+    take = sources._FileRows.take
 
-    def recording(self: sources._FileRanges, offset: int, count: int) -> Any:
-        calls.append((offset, count))
-        return read(self, offset, count)
+    def recording(self: sources._FileRows, offsets: np.ndarray) -> Any:
+        calls.append(offsets)
+        return take(self, offsets)
 
-    monkeypatch.setattr(sources._FileRanges, "read", recording)
+    monkeypatch.setattr(sources._FileRows, "take", recording)
     return calls
 
 
@@ -83,13 +83,15 @@ def _block_epoch(uri: str, **kw: Any) -> list[Any]:
     return list(build(uri, type="shuffle", seed=5, block_rows=64, chunk_rows=512, **kw))
 
 
+@pytest.mark.parametrize("piece_rows", [sources.TAKE_PIECE_ROWS, 100])  # whole; cut pieces
 def test_block_shuffle_reads_ranges_from_data_files_like_the_scanner(
-    lance_uri: str, monkeypatch: pytest.MonkeyPatch
+    lance_uri: str, piece_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", piece_rows)
     calls = _file_reads(monkeypatch)
     direct = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
     assert calls  # the fast path was taken
-    monkeypatch.setattr(sources._FileRanges, "open", classmethod(lambda *a: None))
+    monkeypatch.setattr(sources._FileRows, "open", classmethod(lambda *a: None))
     scanned = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
     assert _rows(direct) == _rows(scanned)
     assert list(direct[0]) == ["v", "id"]

@@ -20,6 +20,7 @@ from loaderkit.runtime import (
     open_source,
     pin_version,
     probe_dataset,
+    sources,
 )
 from loaderkit.runtime.spec import EnvValue, SourceSpec
 
@@ -119,3 +120,14 @@ def test_worker_payload_holds_no_open_dataset_nor_secret(
     assert b"s3cr3t-value-xyz" not in payload
     assert b"LanceDataset" not in payload and len(payload) < 4096
     assert probe_dataset(pickle.loads(payload)).startswith("read 1 row(s)")
+
+
+def test_reads_are_pieces_of_one_fragment_each_about_take_piece_rows_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", 100)
+    a, b = object(), object()  # two fragments
+    runs = [sources._Range(f, o, 60, None) for f, o in [(a, 0), (a, 70), (a, 140), (b, 0)]]
+    pieces = list(sources._pieces(runs))
+    assert [[r.offset for r in p] for p in pieces] == [[0, 70], [140], [0]]
+    assert all(len({id(r.fragment) for r in p}) == 1 for p in pieces)
