@@ -26,15 +26,10 @@ import torch.utils.data
 
 from loaderkit.runtime.errors import CacheBudgetError
 from loaderkit.runtime.formats import GATHER_FORMATS, convert, gather_batch, slice_batch
+from loaderkit.runtime.gathering import gather, take_into
 from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
 from loaderkit.runtime.spec import Format, ReadSpec
-
-take_rows: Callable[[tuple[Any, ...], Any, tuple[Any, ...]], None] | None
-try:  # built with the package where a C compiler was found (setup.py)
-    from loaderkit.runtime._gather import take_rows
-except ImportError:  # numpy's take instead: cache-mode epochs ~1.2x slower
-    take_rows = None
 
 # Cache gathers of at least twice this many rows are split over two threads.
 GATHER_SPLIT_ROWS = 2048
@@ -134,7 +129,7 @@ class _Cache:
 
     Tensor-like formats are converted once (so a string column fails at load,
     not mid-epoch) and held as C-contiguous numpy arrays: a chunk is one row
-    gather over every column (`take_rows`, or `np.take` per column). Not
+    gather over every column (`gathering.take_into`). Not
     `torch.index_select`: torch's intra-op thread pool collapses (5-20x slower,
     measured) when the cores are oversubscribed, the normal state of a host
     feeding a GPU.
@@ -174,30 +169,16 @@ class _Cache:
         thread costs tens of microseconds on a busy host, and one hand-off per
         column made the epoch ~25% slower, measured.
         """
-        positions = np.ascontiguousarray(positions, dtype=np.int64)
-        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
-        if take_rows is not None and not any(v.dtype.hasobject for v in arrays.values()):
-            sources = tuple(arrays.values())
-
-            def take(lo: int, hi: int) -> None:
-                take_rows(sources, positions[lo:hi], tuple(o[lo:hi] for o in out.values()))
-
-        else:
-            # np.take into `out` in its default mode ("raise") gathers into a
-            # temporary buffer and copies it over: half the speed, measured. The
-            # bounds are checked here instead, once, and it runs in mode "clip".
-            rows = len(next(iter(arrays.values())))
-            if len(positions) and (positions.min() < 0 or positions.max() >= rows):
-                raise IndexError(f"cache positions outside the {rows} cached rows")
-
-            def take(lo: int, hi: int) -> None:
-                for k, v in arrays.items():
-                    np.take(v, positions[lo:hi], axis=0, out=out[k][lo:hi], mode="clip")
-
         half = len(positions) // 2
         if half < GATHER_SPLIT_ROWS:
-            take(0, len(positions))
-            return out
+            return gather(arrays, positions)
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+        columns = list(arrays.values())
+
+        def take(lo: int, hi: int) -> None:
+            take_into(columns, positions[lo:hi], [o[lo:hi] for o in out.values()])
+
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="loaderkit-gather")
         second = self._helper.submit(take, half, len(positions))

@@ -17,6 +17,7 @@ import pyarrow as pa
 import torch
 
 from loaderkit.runtime.errors import FormatError
+from loaderkit.runtime.gathering import gather
 from loaderkit.runtime.spec import Format
 
 TENSOR_FORMATS = ("torch", "torch_col")
@@ -168,14 +169,15 @@ GATHER_FORMATS = ("torch", "torch_col", "numpy")
 def gather_batch(batch: Any, fmt: Format, index: np.ndarray) -> Any:
     """Rows `index` (in that order) of a batch in one of `GATHER_FORMATS`, as a new batch.
 
-    A single-threaded `np.take` per column, wrapped back with `torch.from_numpy`:
-    torch's own gathers use its intra-op thread pool, which collapses when the
-    cores are busy (the normal state of a host feeding a GPU).
+    `gathering.gather` over the columns as numpy arrays, wrapped back with
+    `torch.from_numpy`: torch's own gathers use its intra-op thread pool, which
+    collapses when the cores are busy (the normal state of a host feeding a GPU).
     """
     if fmt == "torch":
-        return {k: torch.from_numpy(np.take(v.numpy(), index, axis=0)) for k, v in batch.items()}
+        picked = gather({k: v.numpy() for k, v in batch.items()}, index)
+        return {k: torch.from_numpy(v) for k, v in picked.items()}
     if fmt == "torch_col":
-        return torch.from_numpy(np.take(batch.numpy(), index, axis=0))
+        return torch.from_numpy(gather({"": batch.numpy()}, index)[""])
     if fmt == "numpy":
-        return {k: np.take(v, index, axis=0) for k, v in batch.items()}
+        return gather(batch, index)
     raise FormatError(f"format {fmt!r} has no in-memory gather")

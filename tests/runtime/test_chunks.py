@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rt_support import build, ids_of, through_workers, write_dataset
 
-from loaderkit.runtime import dataset, plans, sources
+from loaderkit.runtime import dataset, gathering, plans, sources
 
 
 def _rows(batches: list[Any]) -> list[Any]:
@@ -139,8 +139,8 @@ def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
     assert got.column("emb").to_pylist() == ds.take(offsets.tolist(), ["emb"])["emb"].to_pylist()
 
 
-def _cache_epoch(lance_uri: str, fmt: str) -> list[Any]:
-    loader = build(lance_uri, type="shuffle", mode="cache", seed=3, format=fmt,
+def _shuffled_epoch(lance_uri: str, fmt: str, mode: str = "cache") -> list[Any]:
+    loader = build(lance_uri, type="shuffle", mode=mode, seed=3, format=fmt,
                    columns={"id": "id", "emb": "emb"})
     return _rows([b.tolist() if isinstance(b, torch.Tensor) else b for b in loader])
 
@@ -149,19 +149,20 @@ def _cache_epoch(lance_uri: str, fmt: str) -> list[Any]:
 def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
     lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole = _cache_epoch(lance_uri, fmt)
+    whole = _shuffled_epoch(lance_uri, fmt)
     monkeypatch.setattr(dataset, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
-    assert _cache_epoch(lance_uri, fmt) == whole
+    assert _shuffled_epoch(lance_uri, fmt) == whole
 
 
-@pytest.mark.skipif(dataset.take_rows is None, reason="built without a C compiler")
+@pytest.mark.skipif(gathering.take_rows is None, reason="built without a C compiler")
+@pytest.mark.parametrize("mode", ["cache", "block"])
 @pytest.mark.parametrize("fmt", ["torch", "numpy", "torch_col"])
-def test_cache_batches_are_the_same_with_numpys_gather(
-    lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
+def test_shuffled_batches_are_the_same_with_numpys_gather(
+    lance_uri: str, fmt: str, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    compiled = _cache_epoch(lance_uri, fmt)
-    monkeypatch.setattr(dataset, "take_rows", None)
-    assert _cache_epoch(lance_uri, fmt) == compiled
+    compiled = _shuffled_epoch(lance_uri, fmt, mode)
+    monkeypatch.setattr(gathering, "take_rows", None)
+    assert _shuffled_epoch(lance_uri, fmt, mode) == compiled
 
 
 @given(pieces=st.lists(st.integers(0, 40), max_size=12), batch_size=st.integers(1, 16))

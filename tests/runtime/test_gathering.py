@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loaderkit.runtime import dataset
+from loaderkit.runtime import gathering
 
-take_rows = dataset.take_rows
+take_rows = gathering.take_rows
 needs_gather = pytest.mark.skipif(take_rows is None, reason="built without a C compiler")
 
 
@@ -87,3 +87,15 @@ def test_take_rows_refuses_a_non_contiguous_source() -> None:
     source = np.zeros((10, 4), np.float32)[:, ::2]
     with pytest.raises(ValueError, match="contiguous"):
         take_rows((source,), np.array([0], dtype=np.int64), (np.empty((1, 2), np.float32),))
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_gather_refuses_a_position_outside_the_rows_either_way(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if compiled and take_rows is None:
+        pytest.skip("built without a C compiler")
+    if not compiled:
+        monkeypatch.setattr(gathering, "take_rows", None)
+    with pytest.raises(IndexError, match="outside the 10"):
+        gathering.gather({"x": np.arange(10)}, np.array([3, 10]))
