@@ -65,34 +65,40 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
     assert np.array_equal(np.sort(ids_of(batches)), np.arange(len(ids_of(batches))))
 
 
-def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
-    """Record the offsets of each read that went straight to a data file (runs from 16 rows)."""
+def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each read that went straight to a data file (runs from 16 rows):
+    "read" for a dense run's range, "take" for sparse runs' rows."""
     monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
-    calls: list[np.ndarray] = []
-    take = sources._FileRows.take
+    calls: list[str] = []
+    for name in ("read", "take"):
+        method = getattr(sources._FileRows, name)
 
-    def recording(self: sources._FileRows, offsets: np.ndarray) -> Any:
-        calls.append(offsets)
-        return take(self, offsets)
+        def recording(self: Any, *args: Any, _name: str = name, _method: Any = method) -> Any:
+            calls.append(_name)
+            return _method(self, *args)
 
-    monkeypatch.setattr(sources._FileRows, "take", recording)
+        monkeypatch.setattr(sources._FileRows, name, recording)
     return calls
 
 
-def _block_epoch(uri: str, **kw: Any) -> list[Any]:
+def _epoch_in_small_chunks(uri: str, **kw: Any) -> list[Any]:
     return list(build(uri, type="shuffle", seed=5, block_rows=64, chunk_rows=512, **kw))
 
 
-@pytest.mark.parametrize("piece_rows", [sources.TAKE_PIECE_ROWS, 100])  # whole; cut pieces
-def test_block_shuffle_reads_ranges_from_data_files_like_the_scanner(
-    lance_uri: str, piece_rows: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("mode", "piece_rows", "read"),
+    [("block", sources.TAKE_PIECE_ROWS, "read"), ("exact", sources.TAKE_PIECE_ROWS, "take"),
+     ("exact", 20, "take")],
+)
+def test_shuffles_read_rows_from_data_files_like_the_scanner(
+    lance_uri: str, mode: str, piece_rows: int, read: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", piece_rows)
     calls = _file_reads(monkeypatch)
-    direct = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
-    assert calls  # the fast path was taken
+    direct = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
+    assert read in calls  # the fast path was taken
     monkeypatch.setattr(sources._FileRows, "open", classmethod(lambda *a: None))
-    scanned = _block_epoch(lance_uri, columns={"v": "emb", "id": "id"})
+    scanned = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
     assert _rows(direct) == _rows(scanned)
     assert list(direct[0]) == ["v", "id"]
 
@@ -107,7 +113,7 @@ def test_a_renamed_column_is_read_through_the_scanner(
     ds.alter_columns({"path": "label", "name": "tmp"})
     ds.alter_columns({"path": "id", "name": "label"}, {"path": "tmp", "name": "id"})
     calls = _file_reads(monkeypatch)
-    batches = _block_epoch(uri, columns={"id": "id", "label": "label"})
+    batches = _epoch_in_small_chunks(uri, columns={"id": "id", "label": "label"})
     assert not calls
     ids, labels = ids_of(batches), np.concatenate([b["label"].numpy() for b in batches])
     assert np.array_equal(labels % 7, ids)  # "id" now holds the old label (id % 7)
@@ -117,7 +123,7 @@ def test_sql_expression_columns_are_read_through_the_scanner(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = _file_reads(monkeypatch)
-    batches = _block_epoch(lance_uri, columns={"id": "id", "twice": "id * 2"})
+    batches = _epoch_in_small_chunks(lance_uri, columns={"id": "id", "twice": "id * 2"})
     assert not calls
     assert all(torch.equal(b["twice"], b["id"] * 2) for b in batches)
 

@@ -122,12 +122,21 @@ def test_worker_payload_holds_no_open_dataset_nor_secret(
     assert probe_dataset(pickle.loads(payload)).startswith("read 1 row(s)")
 
 
-def test_reads_are_pieces_of_one_fragment_each_about_take_piece_rows_long(
+def test_sparse_runs_are_read_in_pieces_of_one_fragment_about_take_piece_rows_long(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", 100)
     a, b = object(), object()  # two fragments
-    runs = [sources._Range(f, o, 60, None) for f, o in [(a, 0), (a, 70), (a, 140), (b, 0)]]
+    keep = np.arange(0, 60, 3)  # 20 of a run's 60 rows
+    runs = [sources._Range(f, o, 60, keep) for f, o in [(a, 0), (a, 70), (a, 140), (a, 210),
+                                                        (b, 0)]]
     pieces = list(sources._pieces(runs))
-    assert [[r.offset for r in p] for p in pieces] == [[0, 70], [140], [0]]
-    assert all(len({id(r.fragment) for r in p}) == 1 for p in pieces)
+    assert [[r.offset for r in p] for p in pieces] == [[0, 70, 140, 210], [0]]
+
+
+def test_a_dense_run_is_read_alone_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = object()
+    sparse, dense = np.arange(0, 60, 2)[:20], np.arange(0, 60, 2)  # 20 and 30 of 60 rows
+    runs = [sources._Range(a, 0, 60, sparse), sources._Range(a, 70, 60, None),
+            sources._Range(a, 140, 60, sparse), sources._Range(a, 210, 60, dense)]
+    assert [[r.offset for r in p] for p in sources._pieces(runs)] == [[0], [70], [140], [210]]
