@@ -30,6 +30,20 @@ FRAGMENTS = 8
 TABLE = "bench"  # the Lance dataset is <out>/db_<rows>/bench.lance: a LanceDB table too
 WINDOW = 1024  # shuffle quality: batch-mates closer than this in the source are "near"
 
+# Loaders whose rates are compared run next to each other: this VM's speed drifts by
+# 20-40% over minutes, which a ratio of loaders run a minute apart picks up. Each
+# round runs the groups in a rotated order, and each group forwards or backwards.
+RUN_GROUPS = [
+    ["lance_seq", "lk_full_scan", "lk_cache", "lk_block"],
+    ["raw_take", "lk_exact", "lk_exact_256k"],
+    ["perm_w0", "perm_w2", "streaming", "lk_block_4x"],
+    ["safe_w2", "lk_block_w2", "lk_block_w2_warm", "lk_full_scan_w2"],
+]
+# Whole-epoch loaders with 0 workers repeat epochs until this much steady time (or
+# MAX_EPOCHS): one 1M-row epoch of a fast loader is a quarter of a second.
+MIN_STEADY_S = 3.0
+MAX_EPOCHS = 10
+
 # name -> (label, kind, dataset scale (x --rows), batches measured (None: whole epoch), extra)
 CONFIGS: dict[str, tuple[str, str, int, int | None, dict]] = {
     "lance_seq": ("pylance LanceDataset, sequential", "anchor", 1, None, {}),
@@ -222,9 +236,9 @@ def measure(
 ) -> dict:
     """Build the loader, pull batches, and time: build, first batch, steady rows/s, peak RSS.
 
-    With `min_steady_s`, whole epochs are repeated (at most 5) until the steady part
-    (everything after the first batch) lasted that long: one epoch of a fast loader
-    is under a second, too short to average out a busy machine. With `warm_up`, whole
+    With `min_steady_s`, whole epochs are repeated (at most MAX_EPOCHS) until the
+    steady part (everything after the first batch) lasted that long: one epoch of a
+    fast loader is under a second, too short to average out a busy machine. With `warm_up`, whole
     epochs run untimed (after the timed build) until the loader's workers are all up
     (at most 20): the steady state of persistent workers.
     """
@@ -257,7 +271,11 @@ def measure(
             if max_batches is not None and batches >= max_batches:
                 break
         epochs += 1
-        if max_batches is not None or epochs >= 5 or time.perf_counter() - t_first >= min_steady_s:
+        if (
+            max_batches is not None
+            or epochs >= MAX_EPOCHS
+            or time.perf_counter() - t_first >= min_steady_s
+        ):
             break
         it = iter(loader)  # the next epoch (reshuffled for shuffle samplers)
     t_end = time.perf_counter()
@@ -295,9 +313,9 @@ def child(name: str, out: Path, rows: int, max_batches: int | None) -> dict:
         max_batches = default_batches
     uri = dataset_path(out, rows * scale)
     workers = extra.get("workers", 0)
-    # Whole-epoch loaders with 0 workers repeat epochs for >= 2 s of steady time; with
-    # spawn workers (not persistent) a new epoch would start new workers, so one epoch.
-    steady = 2.0 if workers == 0 and max_batches is None else 0.0
+    # Whole-epoch loaders with 0 workers repeat epochs (MIN_STEADY_S); with spawn
+    # workers (not persistent) a new epoch would start new workers, so one epoch.
+    steady = MIN_STEADY_S if workers == 0 and max_batches is None else 0.0
 
     if name == "lance_seq":
         from lance.torch.data import LanceDataset
@@ -732,8 +750,10 @@ def main() -> None:
         ensure_data(out, args.rows * scale)
     info = machine()
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    assert sorted(n for g in RUN_GROUPS for n in g) == sorted(CONFIGS), "RUN_GROUPS drifted"
     for rep in range(args.reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate each round
+        groups = RUN_GROUPS[rep % len(RUN_GROUPS) :] + RUN_GROUPS[: rep % len(RUN_GROUPS)]
+        order = [n for g in groups for n in (g if rep % 2 == 0 else g[::-1]) if n in names]
         for name in order:
             res = run_child(name, out, args.rows)
             if "error" not in res:
