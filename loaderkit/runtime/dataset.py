@@ -26,7 +26,7 @@ import torch.utils.data
 
 from loaderkit.runtime.errors import CacheBudgetError
 from loaderkit.runtime.formats import GATHER_FORMATS, convert, gather_batch, slice_batch
-from loaderkit.runtime.gathering import gather, take_into
+from loaderkit.runtime.gathering import empty_rows, gather, take_into
 from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
 from loaderkit.runtime.spec import Format, ReadSpec
@@ -173,7 +173,7 @@ class _Cache:
         if half < GATHER_SPLIT_ROWS:
             return gather(arrays, positions)
         positions = np.ascontiguousarray(positions, dtype=np.int64)
-        out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+        out = empty_rows(arrays, len(positions))
         columns = list(arrays.values())
 
         def take(lo: int, hi: int) -> None:
@@ -221,7 +221,7 @@ def _fill(parts: Iterator[pa.Table], rows: int, fmt: Format) -> Any:
             cols = {"": conv} if fmt == "torch_col" else conv
             arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in cols.items()}
             if bufs is None:
-                bufs = {k: np.empty((rows, *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+                bufs = empty_rows(arrays, rows)
             for k, v in arrays.items():
                 bufs[k][at : at + len(v)] = v
             at += b.num_rows

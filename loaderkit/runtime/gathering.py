@@ -42,9 +42,14 @@ def take_into(
         np.take(column, positions, axis=0, out=out, mode="clip")
 
 
+def empty_rows(columns: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Uninitialised arrays for `rows` rows of each column."""
+    return {k: np.empty((rows, *v.shape[1:]), v.dtype) for k, v in columns.items()}
+
+
 def gather(columns: dict[str, np.ndarray], positions: np.ndarray) -> dict[str, np.ndarray]:
     """The rows `positions` of every column, as new arrays."""
     positions = np.ascontiguousarray(positions, dtype=np.int64)
-    out = {k: np.empty((len(positions), *v.shape[1:]), v.dtype) for k, v in columns.items()}
+    out = empty_rows(columns, len(positions))
     take_into(list(columns.values()), positions, list(out.values()))
     return out

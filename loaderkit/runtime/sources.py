@@ -228,8 +228,8 @@ MIN_RANGE_ROWS = 512
 # 0.85-0.9x the time with 3 as with 2 (paired, in-process), at the same peak memory.
 RANGE_READS = 3
 # Wanted rows of one fragment's sparse runs read by one take_rows: big enough that
-# a call's fixed cost is small, small enough that two pieces of a chunk are read
-# at once and copied out as they arrive.
+# a call's fixed cost is small, small enough that a chunk's pieces are read in
+# parallel and copied out as they arrive.
 TAKE_PIECE_ROWS = 16384
 # Rows between two wanted rows that a range read may read and drop rather than split.
 RANGE_GAP = 64
