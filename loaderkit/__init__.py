@@ -8,12 +8,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loaderkit.errors import Diagnostic, LoaderkitError, Location, RecipeError, Severity
+from loaderkit.errors import (
+    CacheBudgetError,
+    Diagnostic,
+    FactoryError,
+    FormatError,
+    LoaderkitError,
+    Location,
+    MissingEnvError,
+    RecipeError,
+    ResumeError,
+    RuntimeFailure,
+    Severity,
+    SourceError,
+    TransformError,
+    UserCodeError,
+)
 
 if TYPE_CHECKING:
     from loaderkit.runtime.loader import RecipeLoader
 
-__all__ = ["Diagnostic", "LoaderkitError", "Location", "RecipeError", "Severity", "load_recipe"]
+__all__ = [
+    "CacheBudgetError",
+    "Diagnostic",
+    "FactoryError",
+    "FormatError",
+    "LoaderkitError",
+    "Location",
+    "MissingEnvError",
+    "RecipeError",
+    "ResumeError",
+    "RuntimeFailure",
+    "Severity",
+    "SourceError",
+    "TransformError",
+    "UserCodeError",
+    "load_recipe",
+]
 __version__ = "0.1.0"
 
 

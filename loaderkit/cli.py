@@ -106,7 +106,7 @@ def _build(args: argparse.Namespace) -> int:
         return 130
     throughput = None
     if args.take is not None:
-        from loaderkit.runtime.errors import RuntimeFailure
+        from loaderkit.errors import RuntimeFailure
 
         try:
             # Ctrl-C stops between batches; take_batches stops the workers, then raises.

@@ -4,6 +4,10 @@ Every stage (read, resolve, validate, plan, check, build) reports problems as
 `Diagnostic`s that carry the `Location` of the YAML key or value that caused
 them. Stages collect all they find; the entry points raise `RecipeError` with
 the whole list, so a user sees every problem at once.
+
+Everything loaderkit raises on purpose, while compiling a recipe or while
+loading batches, derives from `LoaderkitError`. This module imports nothing
+heavy: `lint` and `from loaderkit import SourceError` never load torch or lance.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class Severity(str, Enum):
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem, located. `file`, `line`, `column`, `code`, `severity`, `message` and
+    `hint` are the names `lint --format json` uses (docs/python.md)."""
+
     location: Location
     code: str
     severity: Severity
@@ -50,16 +57,40 @@ class Diagnostic:
     hint: str | None = None
 
     @property
+    def file(self) -> str:
+        return self.location.file
+
+    @property
+    def line(self) -> int:
+        return self.location.line
+
+    @property
+    def column(self) -> int:
+        return self.location.column
+
+    @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
     def __str__(self) -> str:
         text = f"{self.location}: {self.severity} {self.code} {printable(self.message)}"
-        return f"{text}\n  hint: {printable(self.hint)}" if self.hint else text
+        if not self.hint:
+            return text
+        # A hint may span lines (a user's traceback frames): each is made printable on
+        # its own and indented, so none can pass for a diagnostic or a workflow command.
+        first, *rest = self.hint.split("\n")
+        return "\n".join([text, f"  hint: {printable(first)}",
+                          *(f"    {printable(line)}" for line in rest)])
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple[Location, str]:
     return (diagnostic.location, diagnostic.code)
+
+
+def unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Each diagnostic once, in first-seen order (a base shared by many children, a check
+    that two stages both run)."""
+    return list(dict.fromkeys(diagnostics))
 
 
 class LoaderkitError(Exception):
@@ -73,6 +104,7 @@ class RecipeError(LoaderkitError):
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.diagnostics = unique(self.diagnostics)
         super().__init__(str(self))
 
     @property
@@ -81,3 +113,71 @@ class RecipeError(LoaderkitError):
 
     def __str__(self) -> str:
         return "\n".join(str(d) for d in sorted(self.diagnostics, key=sort_key))
+
+
+class RuntimeFailure(LoaderkitError):
+    """Base of what the loader raises while it builds or delivers batches."""
+
+    # Raised in a DataLoader worker: the worker's traceback (the message says which worker).
+    worker_traceback: str | None = None
+
+
+class FormatError(RuntimeFailure):
+    """A column cannot be represented in the requested batch format."""
+
+
+class ResumeError(RuntimeFailure):
+    """A saved loader state cannot be continued exactly by this loader."""
+
+
+class SourceError(RuntimeFailure):
+    """The data source cannot be opened or read the way the recipe asks."""
+
+
+class CacheBudgetError(RuntimeFailure):
+    """Shuffle `cache` mode would hold more than `cache_mb` in memory."""
+
+
+class MissingEnvError(RuntimeFailure):
+    """An `${env:NAME}` with no default is unset in this process."""
+
+
+class UserCodeError(RuntimeFailure):
+    """The user's own code, named by the recipe key `recipe_key`, raised.
+
+    The message is one line saying what raised, then the user's own frames: a
+    DataLoader worker's error reaches the main process as its message alone, so
+    everything a diagnostic needs travels in it.
+    """
+
+    recipe_key = ""
+
+    @property
+    def summary(self) -> str:
+        return str(self).split("\n", 1)[0]
+
+    @property
+    def frames(self) -> str:
+        return str(self).partition("\n")[2]
+
+
+class TransformError(UserCodeError):
+    """The recipe's `transform` raised."""
+
+    recipe_key = "transform"
+
+
+class FactoryError(UserCodeError):
+    """The recipe's `source.connection_factory` raised."""
+
+    recipe_key = "source.connection_factory"
+
+
+# Lance appends the Rust source locations of an error: ", /path/to/file.rs:335:56, ...".
+_ENGINE_LOCATION = re.compile(r",\s*(/|[A-Za-z]:\\)\S+\.rs:\d+:\d+.*$", re.DOTALL)
+
+
+def engine_message(exc: BaseException) -> str:
+    """An engine's error text without the Rust source locations it appends."""
+    text = _ENGINE_LOCATION.sub("", str(exc).strip()).strip()
+    return text.removeprefix("Invalid user input: ") or type(exc).__name__

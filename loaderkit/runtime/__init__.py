@@ -1,40 +1,40 @@
 """The runtime: builds the DataLoader and runs inside its workers.
 
-Public surface: `open_source`, `pin_version`, `make_loader`, `RecipeLoader`, the
-error classes, and for the build stage's checks `as_lance_dataset`,
-`tensor_incompatible_columns` (alias `unsupported_columns`) and `probe_dataset`.
+Importing this package loads nothing: `loaderkit.runtime.spec`, which the
+planner imports, must not pull in torch or lance. The names below load their
+module on first use.
 """
 
-from loaderkit.runtime.dataset import ChunkDataset
-from loaderkit.runtime.errors import (
-    CacheBudgetError,
-    FormatError,
-    ResumeError,
-    RuntimeFailure,
-    SourceError,
-)
-from loaderkit.runtime.formats import tensor_incompatible_columns, unsupported_columns
-from loaderkit.runtime.loader import RecipeLoader, make_loader
-from loaderkit.runtime.sources import as_lance_dataset, open_source, pin_version
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ChunkDataset": "loaderkit.runtime.dataset",
+    "RecipeLoader": "loaderkit.runtime.loader",
+    "make_loader": "loaderkit.runtime.loader",
+    "as_lance_dataset": "loaderkit.runtime.sources",
+    "open_source": "loaderkit.runtime.sources",
+    "pin_version": "loaderkit.runtime.sources",
+    "unsupported_columns": "loaderkit.runtime.formats",
+    "CacheBudgetError": "loaderkit.errors",
+    "FormatError": "loaderkit.errors",
+    "ResumeError": "loaderkit.errors",
+    "RuntimeFailure": "loaderkit.errors",
+    "SourceError": "loaderkit.errors",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def probe_dataset(dataset: ChunkDataset) -> str:
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loaderkit.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def probe_dataset(dataset: Any) -> str:
     """Open the source from an unpickled worker dataset and read one row (spawn probe)."""
-    return dataset.probe()
-
-
-__all__ = [
-    "CacheBudgetError",
-    "FormatError",
-    "RecipeLoader",
-    "ResumeError",
-    "RuntimeFailure",
-    "SourceError",
-    "as_lance_dataset",
-    "make_loader",
-    "open_source",
-    "pin_version",
-    "probe_dataset",
-    "tensor_incompatible_columns",
-    "unsupported_columns",
-]
+    return str(dataset.probe())

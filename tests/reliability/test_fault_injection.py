@@ -193,7 +193,7 @@ def test_read_failure_in_a_worker_is_a_source_error_with_its_own_message(
 def test_what_a_signal_handler_raises_while_reading_is_not_a_source_error() -> None:
     # DataLoader's SIGCHLD handler reports a dead worker by raising RuntimeError from
     # wherever the main process is, which may be inside a read of its own.
-    from loaderkit.runtime.errors import SourceError
+    from loaderkit.errors import SourceError
     from loaderkit.runtime.sources import reading
     from loaderkit.runtime.spec import SourceSpec
 
