@@ -13,10 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit.errors import Diagnostic
+from loaderkit.errors import (
+    Diagnostic,
+    engine_message,  # also imported from here by checking
+)
 from loaderkit.planning import Plan
 from loaderkit.rules import rule
-from loaderkit.runtime.errors import engine_message  # also imported from here by checking
 
 
 def import_reference(reference: str) -> Any:
@@ -71,7 +73,7 @@ def _other_tables(plan: Plan) -> list[str]:
     source = plan.read.source
     if source.table is None or source.connection_factory is not None:
         return []
-    from loaderkit.runtime.spec import resolve_text
+    from loaderkit.vocabulary import resolve_text
 
     try:
         uri = resolve_text(source.uri)

@@ -30,7 +30,7 @@ from loaderkit.errors import Diagnostic, RecipeError
 from loaderkit.planning import Plan
 from loaderkit.rules import rule
 from loaderkit.runtime.loader import sigint_blocked
-from loaderkit.runtime.spec import EnvValue
+from loaderkit.vocabulary import EnvValue
 
 LARGE_PAYLOAD = 8 << 20
 PROBE_TIMEOUT = 120.0

@@ -1,21 +1,24 @@
 """The recipe language (DESIGN.md §1) as pydantic models: one class per section.
 
 Unknown keys are forbidden everywhere. Strings may be `${env:...}` references;
-they stay references here (see `resolving.parse_env`) so that no secret value
+they stay references here (see `vocabulary.EnvValue`) so that no secret value
 ever lives in a validated recipe. The JSON Schema in `schema/` is generated
 from these classes.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The same names as loaderkit.runtime.spec.FORMATS (a test checks it); not imported from
-# there, because importing the runtime package loads lance and torch, and lint must not.
-FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
-                     "python_col"]
+from loaderkit.vocabulary import (
+    FormatName,
+    MultiprocessingContext,
+    SamplerType,
+    ShuffleMode,
+    UnevenPolicy,
+)
 
 
 class Section(BaseModel):
@@ -50,7 +53,7 @@ class Source(Section):
 class Sampler(Section):
     """Which rows each (rank, worker) reads per epoch, and in which order."""
 
-    type: Literal["full_scan", "sharded_fragment", "sharded_batch", "shuffle"] = Field(
+    type: SamplerType = Field(
         "full_scan", description="full_scan: dataset order; sharded_fragment: whole fragments "
                                  "per rank; sharded_batch: batch i to rank i % world_size; "
                                  "shuffle: global shuffle from (seed, epoch).")
@@ -59,7 +62,7 @@ class Sampler(Section):
         "auto", description="This process's rank, or auto (torchrun / torch.distributed; 0 "
                             "when not distributed).")
     world_size: int | Literal["auto"] = Field("auto", description="Number of ranks, or auto.")
-    mode: Literal["block", "exact", "cache"] = Field(
+    mode: ShuffleMode = Field(
         "block", description="shuffle only. block: random order of small contiguous blocks, "
                              "shuffled inside large chunks (fast, memory-bounded); exact: a true "
                              "per-row permutation; cache: hold the columns in memory (see "
@@ -73,7 +76,7 @@ class Sampler(Section):
         examples=[65536])
     cache_mb: int | None = Field(None, ge=1, description="shuffle/cache: the memory budget; "
                                                           "larger data is refused.")
-    uneven: Literal["allow", "pad"] = Field(
+    uneven: UnevenPolicy = Field(
         "allow", description="Without drop_last, when rows do not divide among ranks: allow "
                              "ranks to differ by the remainder, or pad by repeating rows so all "
                              "ranks take equal steps.")
@@ -85,7 +88,7 @@ class Loader(Section):
     batch_size: int = Field(1, ge=1, description="Rows per batch.", examples=[128])
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 reads in the "
                                                   "main process.", examples=[4])
-    multiprocessing_context: Literal["spawn", "forkserver", "fork"] | None = Field(
+    multiprocessing_context: MultiprocessingContext | None = Field(
         None, description="Defaults to spawn when num_workers > 0; fork is refused (Lance is "
                           "not fork-safe) unless allow_fork is true.")
     allow_fork: bool = Field(False, description="Opt in to fork with workers (warned).")
@@ -135,5 +138,34 @@ class Recipe(Section):
                            description="torch.utils.data.DataLoader settings.")
 
 
-def json_schema() -> dict[str, object]:
-    return Recipe.model_json_schema()
+# A whole-value `${env:NAME}` / `${env:NAME,default}` reference, as editors should accept it
+# in fields that otherwise take a number, a boolean or a fixed name (docs/reference.md).
+ENV_SCHEMA = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(,[^}]*)?\}$"}
+_METADATA = ("title", "description", "default", "examples")
+
+
+def _with_env(prop: dict[str, Any]) -> dict[str, Any]:
+    """`prop`, also accepting an `${env:...}` reference where it takes no free text."""
+    if "$ref" in prop or prop.get("type") in ("array", "object"):
+        return prop
+    meta = {k: prop[k] for k in _METADATA if k in prop}
+    body = {k: v for k, v in prop.items() if k not in _METADATA}
+    options = body.get("anyOf", [body])
+    if any(o.get("type") == "string" and "enum" not in o and "const" not in o
+           for o in options):
+        return prop
+    return {"anyOf": [*options, ENV_SCHEMA], **meta}
+
+
+def json_schema() -> dict[str, Any]:
+    """The recipe's JSON Schema, as an editor checks one file at a time.
+
+    `source` is not required: a recipe that `extends` a base inherits it, and only
+    the merged recipe must have one (the validator checks that, not the editor).
+    """
+    schema = Recipe.model_json_schema()
+    schema["required"] = [k for k in schema.get("required", []) if k != "source"]
+    for model in [schema, *schema.get("$defs", {}).values()]:
+        model["properties"] = {k: v if k == "loaderkit" else _with_env(v)
+                               for k, v in model["properties"].items()}
+    return schema

@@ -14,9 +14,10 @@ from typing import Any
 from loaderkit.errors import Diagnostic, Location
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import is_secret_path, parse_env
+from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
-from loaderkit.runtime.spec import EnvValue, LoaderSpec, ReadSpec, SamplerSpec, SourceSpec, Text
+from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, SourceSpec
+from loaderkit.vocabulary import EnvValue, Text, parse_env
 
 REDACTED = "<redacted>"
 

@@ -13,20 +13,16 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from loaderkit.errors import Diagnostic, Location
 from loaderkit.reading import Document, KeyPath, read_file
 from loaderkit.rules import rule
+from loaderkit.vocabulary import SECRET_NAME, env_reference
 
-if TYPE_CHECKING:
-    from loaderkit.runtime.spec import EnvValue
-
-ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 MAX_EXTENDS = 32
-SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
 Overrides = Mapping[str, Any] | Sequence[str]
 
 
@@ -36,20 +32,6 @@ def is_secret_path(path: KeyPath) -> bool:
         return True
     return (len(path) == 3 and path[:2] == ("source", "storage_options")
             and bool(SECRET_NAME.search(str(path[2]))))
-
-
-def env_reference(value: str) -> tuple[str, str | None] | None:
-    """`${env:NAME}` / `${env:NAME,default}` as a whole value -> (NAME, default), else None."""
-    match = ENV_REFERENCE.fullmatch(value.strip())
-    return (match.group(1), match.group(2)) if match else None
-
-
-def parse_env(value: str) -> EnvValue | None:
-    """`${env:NAME}` / `${env:NAME,default}` as a whole value, as an EnvValue; else None."""
-    from loaderkit.runtime.spec import EnvValue  # here: the runtime package loads lance and torch
-
-    reference = env_reference(value)
-    return EnvValue(*reference) if reference is not None else None
 
 
 def resolve(path: str | Path, overrides: Overrides | None = None, *,

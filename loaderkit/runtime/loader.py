@@ -34,6 +34,7 @@ import torch
 import torch.utils.data
 from torch.utils.data._utils.pin_memory import pin_memory as _pin
 
+from loaderkit.errors import CacheBudgetError, ResumeError, RuntimeFailure, SourceError
 from loaderkit.runtime.dataset import (
     DEFAULT_CACHE_MB,
     ChunkDataset,
@@ -41,10 +42,10 @@ from loaderkit.runtime.dataset import (
     identity_collate,
     worker_init,
 )
-from loaderkit.runtime.errors import CacheBudgetError, ResumeError, RuntimeFailure, SourceError
 from loaderkit.runtime.plans import ChunkPlan, ScanRun, StandbyTask, Task
 from loaderkit.runtime.sources import open_source, reader_for
-from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, resolve_text
+from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
+from loaderkit.vocabulary import resolve_text
 
 # Settings that fix the order of an epoch: a resume under any other value would
 # deliver a different sequence, so it is refused rather than silently wrong.

@@ -29,9 +29,10 @@ import lance.file
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.runtime.errors import RuntimeFailure, SourceError, engine_message
+from loaderkit.errors import RuntimeFailure, SourceError, engine_message
 from loaderkit.runtime.plans import ScanRun, Universe
-from loaderkit.runtime.spec import EnvValue, SourceSpec, resolve_text
+from loaderkit.runtime.spec import SourceSpec
+from loaderkit.vocabulary import EnvValue, resolve_text
 
 Columns = dict[str, str] | None
 

@@ -7,55 +7,16 @@ and opens the data itself, reading secrets from its own environment.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Literal
 
-FORMATS = ("arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python", "python_col")
-Format = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python", "python_col"]
-SamplerType = Literal["full_scan", "sharded_fragment", "sharded_batch", "shuffle"]
-ShuffleMode = Literal["block", "exact", "cache"]
-UnevenPolicy = Literal["allow", "pad"]
-
-
-class MissingEnvError(RuntimeError):
-    """An `${env:NAME}` with no default is unset in this process."""
-
-
-@dataclass(frozen=True)
-class EnvValue:
-    """`${env:NAME}` or `${env:NAME,default}`: resolved where it is used, never stored.
-
-    Pickling an EnvValue ships only the variable's name (and the default, which
-    was written in the recipe in clear), so a worker reads the secret from its
-    own environment.
-    """
-
-    name: str
-    default: str | None = None
-
-    def resolve(self) -> str:
-        value = os.environ.get(self.name)
-        if value is not None:
-            return value
-        if self.default is not None:
-            return self.default
-        raise MissingEnvError(f"environment variable {self.name} is not set")
-
-    @property
-    def is_secret(self) -> bool:
-        """A value read from the environment is a secret; a recipe's own default is not."""
-        return self.name in os.environ
-
-    def __repr__(self) -> str:
-        return "${env:" + self.name + "}"
-
-
-Text = str | EnvValue
-
-
-def resolve_text(value: Text) -> str:
-    return value.resolve() if isinstance(value, EnvValue) else value
+from loaderkit.vocabulary import (
+    FormatName,
+    MultiprocessingContext,
+    SamplerType,
+    ShuffleMode,
+    Text,
+    UnevenPolicy,
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +48,7 @@ class ReadSpec:
     source: SourceSpec
     columns: dict[str, str] | None = None  # output name -> column or SQL expression
     filter: str | None = None
-    format: Format = "torch"
+    format: FormatName = "torch"
     transform: str | None = None  # "module:attribute", called on each batch in the worker
     batch_readahead: int | None = None
 
@@ -113,7 +74,7 @@ class LoaderSpec:
 
     batch_size: int = 1
     num_workers: int = 0
-    multiprocessing_context: Literal["spawn", "forkserver", "fork"] | None = None
+    multiprocessing_context: MultiprocessingContext | None = None
     persistent_workers: bool = False
     prefetch_factor: int | None = None
     pin_memory: bool = False

@@ -22,7 +22,8 @@ from loaderkit.runtime import (
     probe_dataset,
     sources,
 )
-from loaderkit.runtime.spec import EnvValue, SourceSpec
+from loaderkit.runtime.spec import SourceSpec
+from loaderkit.vocabulary import EnvValue
 
 
 def test_lancedb_table_delivers_every_row_once(db_uri: str) -> None:

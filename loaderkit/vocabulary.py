@@ -1,0 +1,91 @@
+"""The words the front end and the runtime share, defined once.
+
+Format names, sampler types and shuffle modes, source kinds, and the
+`${env:NAME}` reference. The models validate against these, the runtime's
+registries are keyed by them (a test checks each registry against its word
+list), and nothing here imports torch or lance, so `lint` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from loaderkit.errors import MissingEnvError
+
+FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
+                     "python_col"]
+FORMATS: tuple[str, ...] = get_args(FormatName)
+
+SamplerType = Literal["full_scan", "sharded_fragment", "sharded_batch", "shuffle"]
+SAMPLER_TYPES: tuple[str, ...] = get_args(SamplerType)
+
+ShuffleMode = Literal["block", "exact", "cache"]
+SHUFFLE_MODES: tuple[str, ...] = get_args(ShuffleMode)
+
+UnevenPolicy = Literal["allow", "pad"]
+
+MultiprocessingContext = Literal["spawn", "forkserver", "fork"]
+
+# How a source is opened: a Lance dataset by uri; a table of a LanceDB database (a
+# directory, memory:// or db://); whatever a user's connection factory returns; a live
+# object handed to `load_recipe(source=...)`.
+SourceKind = Literal["lance_dataset", "lancedb_table", "factory", "live"]
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
+
+
+# --- ${env:NAME} references -----------------------------------------------------------------
+
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
+# Storage options named like these hold credentials.
+SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
+
+
+def env_reference(value: str) -> tuple[str, str | None] | None:
+    """`${env:NAME}` / `${env:NAME,default}` as a whole value -> (NAME, default), else None."""
+    match = ENV_REFERENCE.fullmatch(value.strip())
+    return (match.group(1), match.group(2)) if match else None
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """`${env:NAME}` or `${env:NAME,default}`: resolved where it is used, never stored.
+
+    Pickling an EnvValue ships only the variable's name (and the default, which
+    was written in the recipe in clear), so a worker reads the secret from its
+    own environment.
+    """
+
+    name: str
+    default: str | None = None
+
+    def resolve(self) -> str:
+        value = os.environ.get(self.name)
+        if value is not None:
+            return value
+        if self.default is not None:
+            return self.default
+        raise MissingEnvError(f"environment variable {self.name} is not set")
+
+    @property
+    def is_secret(self) -> bool:
+        """A value read from the environment is a secret; a recipe's own default is not."""
+        return self.name in os.environ
+
+    def __repr__(self) -> str:
+        return "${env:" + self.name + "}"
+
+
+Text = str | EnvValue
+
+
+def parse_env(value: str) -> EnvValue | None:
+    """`${env:NAME}` / `${env:NAME,default}` as a whole value, as an EnvValue; else None."""
+    reference = env_reference(value)
+    return EnvValue(*reference) if reference is not None else None
+
+
+def resolve_text(value: Text) -> str:
+    return value.resolve() if isinstance(value, EnvValue) else value
