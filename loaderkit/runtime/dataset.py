@@ -24,12 +24,12 @@ import pyarrow as pa
 import torch
 import torch.utils.data
 
-from loaderkit.runtime.errors import CacheBudgetError
-from loaderkit.runtime.formats import GATHER_FORMATS, convert, gather_batch, slice_batch
+from loaderkit.errors import CacheBudgetError
+from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.gathering import empty_rows, gather, take_into
 from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.sources import Reader, import_attr, open_reader
-from loaderkit.runtime.spec import Format, ReadSpec
+from loaderkit.runtime.spec import ReadSpec
 
 # Cache gathers of at least twice this many rows are split over two threads.
 GATHER_SPLIT_ROWS = 2048
@@ -127,40 +127,22 @@ def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.R
 class _Cache:
     """Shuffle `cache` mode: the selected columns of the whole universe, in memory.
 
-    Tensor-like formats are converted once (so a string column fails at load,
-    not mid-epoch) and held as C-contiguous numpy arrays: a chunk is one row
-    gather over every column (`gathering.take_into`). Not
-    `torch.index_select`: torch's intra-op thread pool collapses (5-20x slower,
-    measured) when the cores are oversubscribed, the normal state of a host
-    feeding a GPU.
+    A gathering format's columns are converted once (so a column the format
+    cannot hold fails at load, not mid-epoch) and held as C-contiguous numpy
+    arrays: a chunk is one row gather over every column (`gathering.take_into`).
+    Not `torch.index_select`: torch's intra-op thread pool collapses (5-20x
+    slower, measured) when the cores are oversubscribed, the normal state of a
+    host feeding a GPU. Other formats hold one Arrow record batch.
     """
 
-    def __init__(self, batch: pa.RecordBatch | None, fmt: Format, base: Any = None) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray] | None = None,
+                 batch: pa.RecordBatch | None = None) -> None:
+        self.arrays = None if arrays is None else {
+            k: np.ascontiguousarray(v) for k, v in arrays.items()}
         self.batch = batch
-        self.fmt = fmt
-        self.base: Any = base
-        if base is not None:  # already filled (see `_fill`)
-            if fmt == "torch_col":
-                self.base = base.numpy()
-            elif fmt == "torch":
-                self.base = {k: t.numpy() for k, t in base.items()}
-        elif batch is None:
-            raise ValueError("a cache needs a batch or a base")
-        elif fmt == "torch_col":
-            self.base = convert(batch, fmt).numpy()
-        elif fmt == "torch":
-            self.base = {k: t.numpy() for k, t in convert(batch, fmt).items()}
-        elif fmt == "numpy":
-            self.base = convert(batch, fmt)
-        if isinstance(self.base, np.ndarray):
-            self.base = np.ascontiguousarray(self.base)
-        elif isinstance(self.base, dict):
-            self.base = {k: np.ascontiguousarray(v) for k, v in self.base.items()}
         self._helper: ThreadPoolExecutor | None = None
 
-    def _gather(
-        self, arrays: dict[str, np.ndarray], positions: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """`array[positions]` for every column, large gathers split over two threads.
 
         A random gather waits on memory, row by row; a second thread keeps twice
@@ -169,6 +151,8 @@ class _Cache:
         thread costs tens of microseconds on a busy host, and one hand-off per
         column made the epoch ~25% slower, measured.
         """
+        assert self.arrays is not None
+        arrays = self.arrays
         half = len(positions) // 2
         if half < GATHER_SPLIT_ROWS:
             return gather(arrays, positions)
@@ -186,16 +170,13 @@ class _Cache:
         second.result()
         return out
 
-    def rows(self, positions: np.ndarray) -> Any:
-        if self.base is None:
-            assert self.batch is not None
-            return convert(self.batch.take(pa.array(positions)), self.fmt)
-        if isinstance(self.base, np.ndarray):
-            return torch.from_numpy(self._gather({"": self.base}, positions)[""])
-        picked = self._gather(self.base, positions)
-        if self.fmt == "numpy":
-            return picked
-        return {k: torch.from_numpy(v) for k, v in picked.items()}
+    def chunk(self, positions: np.ndarray, fmt: BatchFormat, batch_size: int) -> Chunk:
+        """The rows `positions` as a chunk: one gather for the whole chunk (off the
+        consumer's thread with 0 workers: the gather releases the GIL)."""
+        if self.arrays is not None and fmt.from_columns is not None:
+            return Chunk(fmt.from_columns(self.gather(positions)), fmt, batch_size)
+        assert self.batch is not None
+        return Chunk(self.batch.take(pa.array(positions)), ARROW, batch_size, deliver=fmt)
 
 
 def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -206,20 +187,20 @@ def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return combined[0] if combined else batches[0].slice(0, 0)
 
 
-def _fill(parts: Iterator[pa.Table], rows: int, fmt: Format) -> Any:
-    """`parts` (consecutive tables, `rows` in all) as one batch in `fmt` (a GATHER_FORMAT).
+def _fill(parts: Iterator[pa.Table], rows: int, fmt: BatchFormat) -> dict[str, np.ndarray] | None:
+    """`parts` (consecutive tables, `rows` in all) as one array per column of a gathering
+    `fmt`, filled piece by piece: one chunk-sized buffer, never two.
 
     None when there are no rows to learn the column shapes from.
     """
+    assert fmt.columns is not None
     bufs: dict[str, np.ndarray] | None = None
     at = 0
     for part in parts:
         for b in part.to_batches():
             if not b.num_rows:
                 continue
-            conv = convert(b, fmt)
-            cols = {"": conv} if fmt == "torch_col" else conv
-            arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in cols.items()}
+            arrays = fmt.columns(fmt.convert(b))
             if bufs is None:
                 bufs = empty_rows(arrays, rows)
             for k, v in arrays.items():
@@ -228,54 +209,42 @@ def _fill(parts: Iterator[pa.Table], rows: int, fmt: Format) -> Any:
     if bufs is None:
         return None
     assert at == rows, f"read {at} rows of {rows}"
-    if fmt == "torch_col":
-        return torch.from_numpy(bufs[""])
-    if fmt == "torch":
-        return {k: torch.from_numpy(v) for k, v in bufs.items()}
     return bufs
 
 
 class Chunk:
-    """A chunk's rows as one batch in `fmt`; iterating yields the `batch_size` batches.
+    """A chunk's rows held in `fmt`; iterating yields its finished `batch_size` batches.
 
     Without `order` a batch is a slice (a view); with it, batch i is the rows
-    `order[i*bs:(i+1)*bs]`, gathered when it is reached. `out_format`: convert each
-    batch to it on the way out (`fmt` is then "arrow"). Picklable, so a worker
-    returns it whole.
+    `order[i*bs:(i+1)*bs]`, gathered when it is reached. `deliver`: the chunk is
+    held as Arrow and each batch is converted to that format on the way out.
+    Picklable, so a worker returns it whole.
     """
 
     def __init__(
         self,
         data: Any,
-        fmt: Format,
+        fmt: BatchFormat,
         batch_size: int,
         order: np.ndarray | None = None,
-        out_format: Format | None = None,
+        deliver: BatchFormat | None = None,
     ) -> None:
         self.data, self.fmt, self.batch_size = data, fmt, batch_size
-        self.order, self.out_format = order, out_format
-        if order is not None:
-            self.rows = len(order)
-        elif fmt in ("arrow", "polars"):
-            self.rows = data.num_rows if fmt == "arrow" else data.height
-        elif fmt in ("torch", "numpy", "python_col"):
-            self.rows = len(next(iter(data.values()))) if data else 0
-        else:  # torch_col, python, pandas
-            self.rows = len(data)
+        self.order, self.deliver = order, deliver
+        self.rows = len(order) if order is not None else fmt.rows(data)
 
     def __len__(self) -> int:
         return -(-self.rows // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
+        fmt = self.fmt
         for a in range(0, self.rows, self.batch_size):
             b = min(a + self.batch_size, self.rows)
             if self.order is None:
-                batch = slice_batch(self.data, self.fmt, a, b)
-            elif self.fmt in GATHER_FORMATS:
-                batch = gather_batch(self.data, self.fmt, self.order[a:b])
+                batch = fmt.slice(self.data, a, b)
             else:
-                batch = self.data.take(pa.array(self.order[a:b]))
-            yield batch if self.out_format is None else convert(batch, self.out_format)
+                batch = fmt.gather(self.data, self.order[a:b])
+            yield fmt.finish(batch) if self.deliver is None else self.deliver.deliver(batch)
         # Consumed: let the chunk's buffer go now, not when the caller's loop
         # variable moves on (by then the next two chunks are in memory too).
         self.data = self.order = None
@@ -306,6 +275,10 @@ class ChunkDataset(torch.utils.data.Dataset):
         self._transform: Callable[[Any], Any] | None = None
         self._cache: _Cache | None = None
 
+    @property
+    def format(self) -> BatchFormat:
+        return batch_format(self.read.format)
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_reader=None, _transform=None, _cache=None)
@@ -335,29 +308,20 @@ class ChunkDataset(torch.utils.data.Dataset):
         (or, for shuffled rows, small gathers) made as the consumer iterates, so
         a worker ships one tensor per column per chunk, not one per batch.
         """
-        fmt = self.read.format
+        fmt = self.format
         out: Chunk | list[Any]
         if isinstance(task, StandbyTask):
             return []
         if isinstance(task, CacheTask):
-            cache = self._load_cache()
-            if cache.base is not None:
-                # One gather for the whole chunk (off the consumer's thread with 0
-                # workers: np.take releases the GIL); batches are slices of it.
-                out = Chunk(cache.rows(task.positions), fmt, self.batch_size)
-            else:
-                out = [
-                    cache.rows(task.positions[i : i + self.batch_size])
-                    for i in range(0, len(task.positions), self.batch_size)
-                ]
+            out = self._load_cache().chunk(task.positions, fmt, self.batch_size)
         elif isinstance(task, ScanTask):
             batches = self._scan(task)
             in_worker = torch.utils.data.get_worker_info() is not None
             if in_worker and self.read.transform is None and batches:
                 # In a worker: one converted chunk crosses to the main process.
-                out = Chunk(convert(_one_batch(batches), fmt), fmt, self.batch_size)
+                out = Chunk(fmt.convert(_one_batch(batches)), fmt, self.batch_size)
             else:  # in-process: each scanner batch converts zero-copy
-                out = [convert(b, fmt) for b in batches]
+                out = [fmt.deliver(b) for b in batches]
         else:
             out = self._take(task)
         return self._transformed(out)
@@ -369,12 +333,12 @@ class ChunkDataset(torch.utils.data.Dataset):
         own threads, as pylance's LanceDataset does; a scanner per chunk task
         paid its start-up ~30 times an epoch here.
         """
-        fmt, batches = self.read.format, rebatch(self._scanned(runs), self.batch_size)
+        fmt, batches = self.format, rebatch(self._scanned(runs), self.batch_size)
         if self.read.transform is None:
-            yield from (convert(batch, fmt) for batch in batches)
+            yield from (fmt.deliver(batch) for batch in batches)
             return
         for batch in batches:
-            yield from self._transformed([convert(batch, fmt)])
+            yield from self._transformed([fmt.deliver(batch)])
 
     def _transformed(self, out: Chunk | list[Any]) -> Chunk | list[Any]:
         if self.read.transform is None:
@@ -411,25 +375,25 @@ class ChunkDataset(torch.utils.data.Dataset):
         The chunk is never reordered as a whole: each batch is a gather of its
         slice of the delivery order, so the only full-chunk buffer is the read.
         """
-        fmt, ids = self.read.format, task.ids
+        fmt, ids = self.format, task.ids
         if len(ids) == 0:
-            return Chunk([], "python", self.batch_size)
+            return Chunk([], batch_format("python"), self.batch_size)
         uniq, inverse = np.unique(ids, return_inverse=True)
         order = None
         if len(uniq) != len(ids) or np.any(ids[1:] < ids[:-1]):
             order = inverse.astype(np.int64, copy=False)
         take_parts = getattr(self.reader, "take_parts", None)
-        if fmt in GATHER_FORMATS and take_parts is not None:
+        if fmt.from_columns is not None and take_parts is not None:
             # Each piece (a range read) is converted and copied into one buffer per
             # column as it arrives: one chunk-sized buffer, never two.
             filled = _fill(take_parts(uniq, self.read.columns), len(uniq), fmt)
             if filled is not None:
-                return Chunk(filled, fmt, self.batch_size, order)
+                return Chunk(fmt.from_columns(filled), fmt, self.batch_size, order)
         table = self.reader.take(uniq, self.read.columns)
         data = _one_batch(table.to_batches())
-        if order is None or fmt in GATHER_FORMATS:
-            return Chunk(convert(data, fmt), fmt, self.batch_size, order)
-        return Chunk(data, "arrow", self.batch_size, order, out_format=fmt)
+        if order is None or fmt.gathers:
+            return Chunk(fmt.convert(data), fmt, self.batch_size, order)
+        return Chunk(data, ARROW, self.batch_size, order, deliver=fmt)
 
     def _load_cache(self) -> _Cache:
         if self._cache is not None:
@@ -451,20 +415,20 @@ class ChunkDataset(torch.utils.data.Dataset):
                         )
                     yield b
 
-        fmt = self.read.format
-        if fmt in GATHER_FORMATS:
+        fmt = self.format
+        if fmt.gathers:
             # Filled batch by batch into one array per column: ~1x the data at
             # peak, where holding the batches, combining and converting took ~3x.
             rows = sum(run.limit for run in runs)
             parts = (pa.Table.from_batches([b]) for b in scanned())
-            base = _fill(parts, rows, fmt)
-            if base is not None:
-                self._cache = _Cache(None, fmt, base)
+            arrays = _fill(parts, rows, fmt)
+            if arrays is not None:
+                self._cache = _Cache(arrays=arrays)
                 return self._cache
         batches = list(scanned())
         schema = self.reader.schema(self.read.columns)
         table = pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
         combined = table.combine_chunks().to_batches()
         batch = combined[0] if combined else pa.RecordBatch.from_pylist([], schema=table.schema)
-        self._cache = _Cache(batch, self.read.format)
+        self._cache = _Cache(batch=batch)
         return self._cache

@@ -1,4 +1,10 @@
-"""Arrow record batch -> the recipe's batch format.
+"""Batch formats: one entry per `format` name, in one table that every stage consults.
+
+A format says how an Arrow record batch becomes what the user receives, in two
+steps: `convert` makes the *held* form, which the loader slices into batches and
+gathers shuffled rows from; `finish` turns one held batch into the delivered
+batch. Most formats deliver what they hold; `torch_col` holds a dict of tensors
+(so it slices and gathers like `torch`) and stacks each batch column-major.
 
 Tensor conversions are zero-copy where Arrow allows (numeric columns without
 nulls, fixed-size-list vectors), via DLPack: it shares the buffer without the
@@ -10,17 +16,18 @@ contiguous record batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from loaderkit.runtime.errors import FormatError
+from loaderkit.errors import FormatError
 from loaderkit.runtime.gathering import gather
-from loaderkit.runtime.spec import Format
 
-TENSOR_FORMATS = ("torch", "torch_col")
+Arrays = dict[str, np.ndarray]
 
 
 def _numeric(t: pa.DataType) -> bool:
@@ -33,24 +40,8 @@ def _vector(t: pa.DataType) -> bool:
     return pa.types.is_fixed_size_list(t) and _numeric(t.value_type)
 
 
-def unsupported_columns(schema: pa.Schema, fmt: Format) -> dict[str, str]:
-    """Alias of `tensor_incompatible_columns` (the name the build stage imports)."""
-    return tensor_incompatible_columns(schema, fmt)
-
-
-def tensor_incompatible_columns(schema: pa.Schema, fmt: Format) -> dict[str, str]:
-    """Columns of `schema` that `fmt` cannot hold, each with a reason.
-
-    Empty for formats that hold anything. The build stage turns each entry into a
-    diagnostic before any worker starts.
-    """
-    if fmt not in TENSOR_FORMATS:
-        return {}  # numpy holds anything (object arrays for strings and lists)
-    return {
-        f.name: f"type {f.type} has no tensor form (only numeric and fixed-size-list columns)"
-        for f in schema
-        if not (_numeric(f.type) or _vector(f.type))
-    }
+def _tensor_column(t: pa.DataType) -> bool:
+    return _numeric(t) or _vector(t)
 
 
 def _storage(arr: pa.Array) -> pa.Array:
@@ -106,78 +97,137 @@ def _named(batch: pa.RecordBatch) -> list[tuple[str, pa.Array]]:
     return list(zip(batch.schema.names, batch.columns, strict=True))
 
 
-def _stack_columns(batch: pa.RecordBatch) -> torch.Tensor:
-    """`torch_col`: [B, C]; vector columns contribute their width, so [B, sum of widths].
+def _to_tensors(batch: pa.RecordBatch) -> dict[str, torch.Tensor]:
+    return {n: column_to_tensor(n, a) for n, a in _named(batch)}
 
-    Columns of different dtypes are promoted to a common dtype (torch rules).
-    """
-    parts = []
-    for name, arr in _named(batch):
-        t = column_to_tensor(name, arr)
-        parts.append(t if t.dim() == 2 else t.unsqueeze(1))
+
+def _stack_column_major(columns: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`torch_col`, as LanceDB's: one `(C, B)` tensor, a vector column contributing its width
+    in rows. Columns of different dtypes are promoted to a common dtype (torch's rules)."""
+    parts = [t.unsqueeze(0) if t.dim() == 1 else t.T for t in columns.values()]
     if not parts:
-        return torch.empty((batch.num_rows, 0))
+        return torch.empty((0, 0))
     dtype = parts[0].dtype
     for p in parts[1:]:
         dtype = torch.promote_types(dtype, p.dtype)
-    return torch.cat([p.to(dtype) for p in parts], dim=1)
+    return torch.cat([p.to(dtype) for p in parts], dim=0)
 
 
-def convert(batch: pa.RecordBatch, fmt: Format) -> Any:
-    """One record batch in the recipe's `format`."""
-    if fmt == "arrow":
-        return batch
-    if fmt == "torch":
-        return {n: column_to_tensor(n, a) for n, a in _named(batch)}
-    if fmt == "torch_col":
-        return _stack_columns(batch)
-    if fmt == "numpy":
-        return {n: column_to_numpy(a) for n, a in _named(batch)}
-    if fmt == "pandas":
-        return batch.to_pandas()
-    if fmt == "polars":
-        import polars as pl
-
-        return pl.from_arrow(batch)
-    if fmt == "python":
-        return batch.to_pylist()
-    if fmt == "python_col":
-        return batch.to_pydict()
-    raise FormatError(f"unknown format {fmt!r}")
+def _pandas(batch: pa.RecordBatch) -> Any:
+    return batch.to_pandas()
 
 
-def slice_batch(batch: Any, fmt: Format, start: int, stop: int) -> Any:
-    """Rows [start, stop) of a batch already in `fmt`: views where the format allows.
+def _polars(batch: pa.RecordBatch) -> Any:
+    import polars as pl
 
-    Used to cut a chunk converted in one piece (e.g. in a worker) into batches.
-    pandas slices get a fresh 0-based index, as a batch converted on its own has.
+    return pl.from_arrow(batch)
+
+
+def _first_length(columns: dict[str, Any]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _slice_columns(columns: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    return {k: v[start:stop] for k, v in columns.items()}
+
+
+def _same(batch: Any) -> Any:
+    return batch
+
+
+def _anything(_: pa.DataType) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class BatchFormat:
+    """One `format`: how a record batch becomes a held batch, and a held batch a delivered one.
+
+    `columns`/`from_columns` (held form <-> numpy arrays) make a format *gathering*:
+    shuffled rows are gathered from memory in it, and shuffle `cache` mode holds it.
+    A format without them is held as Arrow and converted batch by batch.
     """
-    if fmt in ("arrow", "polars"):
-        return batch.slice(start, stop - start)
-    if fmt in ("torch", "numpy", "python_col"):
-        return {k: v[start:stop] for k, v in batch.items()}
-    if fmt in ("torch_col", "python"):
-        return batch[start:stop]
-    if fmt == "pandas":
-        return batch.iloc[start:stop].reset_index(drop=True)
-    raise FormatError(f"unknown format {fmt!r}")
+
+    name: str
+    convert: Callable[[pa.RecordBatch], Any]
+    rows: Callable[[Any], int]
+    slice: Callable[[Any, int, int], Any]
+    finish: Callable[[Any], Any] = _same
+    columns: Callable[[Any], Arrays] | None = None
+    from_columns: Callable[[Arrays], Any] | None = None
+    take: Callable[[Any, np.ndarray], Any] | None = None
+    holds: Callable[[pa.DataType], bool] = _anything
+    cannot_hold_reason: str = ""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # A worker's chunk names its format; the functions stay in each process's table.
+        return batch_format, (self.name,)
+
+    @property
+    def gathers(self) -> bool:
+        return self.columns is not None
+
+    def deliver(self, batch: pa.RecordBatch) -> Any:
+        """A record batch as the user receives it."""
+        return self.finish(self.convert(batch))
+
+    def gather(self, held: Any, index: np.ndarray) -> Any:
+        """Rows `index` (in that order) of a held batch, as a new held batch."""
+        if self.columns is not None and self.from_columns is not None:
+            return self.from_columns(gather(self.columns(held), index))
+        if self.take is not None:
+            return self.take(held, index)
+        raise FormatError(f"format {self.name!r} has no in-memory gather")
+
+    def cannot_hold(self, schema: pa.Schema) -> dict[str, str]:
+        """Columns of `schema` this format cannot deliver, each with the reason."""
+        return {f.name: f"type {f.type} {self.cannot_hold_reason}"
+                for f in schema if not self.holds(f.type)}
 
 
-GATHER_FORMATS = ("torch", "torch_col", "numpy")
+def _tensor_columns(held: dict[str, torch.Tensor]) -> Arrays:
+    return {k: t.numpy() for k, t in held.items()}
 
 
-def gather_batch(batch: Any, fmt: Format, index: np.ndarray) -> Any:
-    """Rows `index` (in that order) of a batch in one of `GATHER_FORMATS`, as a new batch.
+def _tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
-    `gathering.gather` over the columns as numpy arrays, wrapped back with
-    `torch.from_numpy`: torch's own gathers use its intra-op thread pool, which
-    collapses when the cores are busy (the normal state of a host feeding a GPU).
-    """
-    if fmt == "torch":
-        picked = gather({k: v.numpy() for k, v in batch.items()}, index)
-        return {k: torch.from_numpy(v) for k, v in picked.items()}
-    if fmt == "torch_col":
-        return torch.from_numpy(gather({"": batch.numpy()}, index)[""])
-    if fmt == "numpy":
-        return gather(batch, index)
-    raise FormatError(f"format {fmt!r} has no in-memory gather")
+
+_NO_TENSOR = "has no tensor form (only numeric and fixed-size-list columns)"
+_TORCH = {"convert": _to_tensors, "rows": _first_length, "slice": _slice_columns,
+          "columns": _tensor_columns, "from_columns": _tensors, "holds": _tensor_column,
+          "cannot_hold_reason": _NO_TENSOR}
+
+FORMAT_TABLE: dict[str, BatchFormat] = {f.name: f for f in [
+    BatchFormat("arrow", _same, lambda b: b.num_rows, lambda b, a, z: b.slice(a, z - a),
+                take=lambda b, index: b.take(pa.array(index))),
+    BatchFormat("torch", **_TORCH),  # type: ignore[arg-type]
+    BatchFormat("torch_col", finish=_stack_column_major, **_TORCH),  # type: ignore[arg-type]
+    BatchFormat("numpy", lambda b: {n: column_to_numpy(a) for n, a in _named(b)}, _first_length,
+                _slice_columns, columns=_same, from_columns=_same),
+    BatchFormat("pandas", _pandas, len,
+                lambda b, a, z: b.iloc[a:z].reset_index(drop=True)),
+    BatchFormat("polars", _polars, lambda b: b.height, lambda b, a, z: b.slice(a, z - a)),
+    BatchFormat("python", lambda b: b.to_pylist(), len, lambda b, a, z: b[a:z]),
+    BatchFormat("python_col", lambda b: b.to_pydict(), _first_length, _slice_columns),
+]}
+
+
+ARROW = FORMAT_TABLE["arrow"]
+
+
+def batch_format(name: str) -> BatchFormat:
+    try:
+        return FORMAT_TABLE[name]
+    except KeyError:
+        raise FormatError(f"unknown format {name!r}") from None
+
+
+def unsupported_columns(schema: pa.Schema, fmt: str) -> dict[str, str]:
+    """Columns of `schema` that `fmt` cannot hold, each with a reason (LK404 at build)."""
+    return batch_format(fmt).cannot_hold(schema)
+
+
+def convert(batch: pa.RecordBatch, fmt: str) -> Any:
+    """One record batch in the recipe's `format`, as delivered."""
+    return batch_format(fmt).deliver(batch)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from rt_support import DIM, build
 
-from loaderkit.runtime import FormatError, tensor_incompatible_columns
+from loaderkit.runtime import FormatError, unsupported_columns
 from loaderkit.runtime.formats import column_to_numpy, column_to_tensor
 
 BS = 16
@@ -38,11 +38,30 @@ def test_torch_format_yields_tensor_dict_with_vector_as_matrix(lance_uri: str) -
     assert torch.equal(batch["emb"][:, 0], (ids * 10).float())
 
 
-def test_torch_col_format_stacks_columns_with_vector_widths(lance_uri: str) -> None:
-    batch = first_batch(lance_uri, "torch_col", {"id": "id", "emb": "emb"})
+def test_torch_col_format_is_column_major_as_lancedbs(lance_uri: str) -> None:
+    # LanceDB: "given C columns and R rows, the resulting Tensor will have shape (C, R)".
+    batch = first_batch(lance_uri, "torch_col", {"id": "id", "label": "label"})
     assert isinstance(batch, torch.Tensor)
-    assert batch.shape == (BS, 1 + DIM)
-    assert torch.equal(batch[:, 1], batch[:, 0] * 10)
+    assert batch.shape == (2, BS) and batch.is_contiguous()
+    assert torch.equal(batch[1], batch[0] % 7)
+
+
+def test_torch_col_vector_column_contributes_its_width_in_rows(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "torch_col", {"id": "id", "emb": "emb"})
+    assert batch.shape == (1 + DIM, BS)
+    assert torch.equal(batch[1], batch[0] * 10)
+    assert torch.equal(batch[1 + DIM - 1], batch[0] * 10 + DIM - 1)
+
+
+@pytest.mark.parametrize("mode", ["block", "exact", "cache"])
+def test_torch_col_shuffled_batches_are_column_major_too(lance_uri: str, mode: str) -> None:
+    loader = build(lance_uri, format="torch_col", columns={"id": "id", "label": "label"},
+                   type="shuffle", mode=mode, batch_size=BS)
+    batches = list(loader)
+    assert all(b.shape[0] == 2 for b in batches)
+    ids = torch.cat([b[0] for b in batches])
+    assert sorted(ids.tolist()) == list(range(len(ids)))
+    assert all(torch.equal(b[1], b[0] % 7) for b in batches)
 
 
 def test_numpy_format_yields_array_dict_with_vector_as_matrix(lance_uri: str) -> None:
@@ -84,13 +103,13 @@ def test_string_column_in_torch_format_raises_format_error_naming_it(lance_uri: 
         first_batch(lance_uri, "torch")
 
 
-def test_tensor_incompatible_columns_names_only_the_string_column() -> None:
+def test_unsupported_columns_names_only_the_string_column() -> None:
     schema = pa.schema(
         [("id", pa.int64()), ("emb", pa.list_(pa.float32(), DIM)), ("text", pa.string())]
     )
-    assert list(tensor_incompatible_columns(schema, "torch")) == ["text"]
-    assert list(tensor_incompatible_columns(schema, "torch_col")) == ["text"]
-    assert tensor_incompatible_columns(schema, "arrow") == {}
+    assert list(unsupported_columns(schema, "torch")) == ["text"]
+    assert list(unsupported_columns(schema, "torch_col")) == ["text"]
+    assert unsupported_columns(schema, "arrow") == {}
 
 
 def test_vector_tensor_shares_arrow_memory_when_batch_is_a_slice(lance_uri: str) -> None:
