@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loaderkit.errors import Diagnostic, Location, RecipeError
+from loaderkit.errors import Diagnostic, Location, RecipeError, unique
 from loaderkit.models import Recipe
 from loaderkit.reading import Document
 from loaderkit.resolving import Overrides, resolve
@@ -63,13 +63,16 @@ def recipe_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
+    """Every recipe under `paths`, offline. A base shared by several children is reported
+    once, and an unset variable (LK106) not on a line that already has an error."""
     problems: list[Diagnostic] = []
     for file in recipe_files(paths):
         if not _exists(file):
             problems.append(rule("LK007").at(Location(str(file)), "no such file or directory"))
             continue
         problems += front(file, require_env=False)[2]
-    return problems
+    errors = {(d.file, d.line) for d in problems if d.is_error}
+    return unique([d for d in problems if not (d.code == "LK106" and (d.file, d.line) in errors)])
 
 
 @dataclass

@@ -106,12 +106,12 @@ RULES: dict[str, Rule] = {
              "loaderkit build r.yaml --set loader.num_workers",
              "loaderkit build r.yaml --set loader.num_workers=8"),
         Rule("LK105", "bad-env-reference", E,
-             "A malformed `${env:...}` reference, one that is not the whole value, or one used "
-             "where the value must be a number or a boolean.",
-             "References are resolved as whole strings inside each worker; a half-interpolated or "
-             "numeric value cannot be.",
-             _HEAD + _SRC + "loader:\n  num_workers: ${env:WORKERS}\n",
-             _HEAD + _SRC + "loader:\n  num_workers: 4\n"),
+             "A malformed `${env:...}` reference, or one that is not the whole value.",
+             "References are resolved as whole strings (inside each worker, for text; at build, "
+             "as the field's type, for numbers, booleans and names); a half-interpolated value "
+             "cannot be.",
+             _HEAD + "source:\n  uri: s3://${env:BUCKET}/train.lance\n",
+             _HEAD + "source:\n  uri: ${env:TRAIN_URI}\n"),
         Rule("LK106", "env-unset-at-lint", W,
              "`lint` found `${env:NAME}` unset in its own environment, with no default.",
              "CI usually lacks production secrets, so this is only a warning; `build` makes it "
@@ -128,10 +128,13 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "loader:\n  batch_size: 128\n"),
         Rule("LK202", "invalid-value", E,
              "A value of the wrong type or outside its range: a string for `num_workers`, a "
-             "negative `batch_size`, an unknown `format`.",
+             "negative `batch_size`, an unknown `format`, an empty `columns` list. A number, "
+             "boolean or name read from `${env:NAME,default}` is checked as the field's type "
+             "(the environment's value at build, the default in lint) and reported at the "
+             "reference.",
              "torch and lance would raise later, far from the recipe line that caused it.",
              _HEAD + _SRC + "loader:\n  batch_size: lots\n",
-             _HEAD + _SRC + "loader:\n  batch_size: 128\n"),
+             _HEAD + _SRC + "loader:\n  batch_size: ${env:BATCH_SIZE,128}\n"),
         Rule("LK203", "missing-key", E,
              "A required key is absent: `loaderkit`, `source`, `source.uri`.",
              "Without them there is nothing to build.",

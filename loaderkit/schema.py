@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loaderkit.models import json_schema
+from loaderkit.models import ENV_SCHEMA, json_schema
 
 
 def schema_text() -> str:
@@ -16,6 +16,8 @@ def schema_text() -> str:
 
 
 def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if prop == ENV_SCHEMA:
+        return "`${env:NAME}`"
     if "$ref" in prop:
         return "mapping: " + prop["$ref"].rsplit("/", 1)[-1].lower()
     if "anyOf" in prop:
@@ -56,7 +58,7 @@ def _rows(model: dict[str, Any], prefix: str, defs: dict[str, Any]) -> list[str]
 def reference_text() -> str:
     """The Markdown of `docs/reference.md`: every recipe key, its type, default and example."""
     schema = json_schema()
-    defs: dict[str, Any] = schema.get("$defs", {})  # type: ignore[assignment]
+    defs: dict[str, Any] = schema.get("$defs", {})
     lines = ["# Recipe reference", "",
              "<!-- Generated from loaderkit/models.py by `python -m loaderkit.schema "
              "--reference > docs/reference.md`; a test fails on drift. -->", "",

@@ -7,19 +7,23 @@ type error still reports its other problems in the same pass.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
 import re
 import typing
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from loaderkit.errors import Diagnostic
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import ENV_REFERENCE, env_reference, is_secret_path
+from loaderkit.resolving import is_secret_path, iter_strings
 from loaderkit.rules import rule
+from loaderkit.vocabulary import ENV_REFERENCE, env_reference
 
 REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
                        r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -27,12 +31,70 @@ SUPPORTED_VERSIONS = (1,)
 
 
 def validate(document: Document) -> tuple[Recipe | None, list[Diagnostic]]:
-    problems = list(_cross_field(document))
+    data, from_env = _typed_env(document.data)
+    problems = list(_cross_field(document, data))
     try:
-        recipe = Recipe.model_validate(document.data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        return None, problems + _map_errors(exc, document)
+        return None, problems + _map_errors(exc, document, data, from_env)
     return recipe, problems
+
+
+# --- ${env:...} in fields that take no free text ------------------------------------------
+
+def _annotation_at(path: KeyPath) -> Any:
+    """The model annotation of the value at `path`, or None where the models have none."""
+    model: type[BaseModel] = Recipe
+    annotation: Any = None
+    for depth, part in enumerate(path):
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        models = [a for a in (annotation, *typing.get_args(annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            model = models[0]
+        elif depth < len(path) - 1:
+            return None  # inside a list or a mapping of plain values: they take text
+    return annotation
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field holds free text (then a reference stays one, read where it is used)."""
+    if annotation is str or typing.get_origin(annotation) in (list, dict):
+        return True
+    return any(_takes_text(a) for a in typing.get_args(annotation)
+               if typing.get_origin(annotation) is not typing.Literal)
+
+
+def _typed_env(data: dict[str, Any]) -> tuple[dict[str, Any], dict[KeyPath, str]]:
+    """`data` with each `${env:...}` in a number, boolean or fixed-name field replaced by its
+    value (the environment's, else the default), read as YAML reads a scalar: cluster jobs
+    set `batch_size` or `num_workers` this way. An unset variable without a default leaves
+    the field out: resolving already reported it (LK103 at build, LK106 in lint).
+
+    Also returns the reference each replaced value came from, by path, for messages.
+    """
+    typed = copy.deepcopy(data)
+    from_env: dict[KeyPath, str] = {}
+    for path, text in iter_strings(data):
+        reference = env_reference(text)
+        annotation = _annotation_at(path)
+        if reference is None or annotation is None or _takes_text(annotation):
+            continue
+        name, default = reference
+        value = os.environ.get(name, default)
+        parent = _lookup(typed, path[:-1])
+        if value is None:
+            del parent[path[-1]]
+            continue
+        try:
+            parent[path[-1]] = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            parent[path[-1]] = value
+        from_env[path] = text.strip()
+    return typed, from_env
 
 
 # --- pydantic errors -> located diagnostics -----------------------------------------------
@@ -60,7 +122,8 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
     return tuple(path), through_union
 
 
-def _map_errors(exc: ValidationError, document: Document) -> list[Diagnostic]:
+def _map_errors(exc: ValidationError, document: Document, data: dict[str, Any],
+                from_env: dict[KeyPath, str]) -> list[Diagnostic]:
     groups: dict[KeyPath, list[tuple[KeyPath, dict[str, Any]]]] = {}
     problems = []
     for error in exc.errors(include_url=False):
@@ -74,11 +137,11 @@ def _map_errors(exc: ValidationError, document: Document) -> list[Diagnostic]:
             section = f" in '{_dotted(parent)}'" if parent else ""
             problems.append(rule("LK203").at(where, f"missing required key '{loc[-1]}'{section}"))
             continue
-        path, _ = _data_path(document.data, loc)
-        head = _union_head(loc, document.data)
+        path, _ = _data_path(data, loc)
+        head = _union_head(loc, data)
         groups.setdefault(head if head is not None else path, []).append((path, dict(error)))
     for head, errors in groups.items():
-        problems.append(_invalid_value(head, errors, document))
+        problems.append(_invalid_value(head, errors, document, data, from_env))
     return problems
 
 
@@ -94,20 +157,20 @@ def _union_head(loc: tuple[int | str, ...], data: Any) -> KeyPath | None:
 
 
 def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
-                   document: Document) -> Diagnostic:
+                   document: Document, data: dict[str, Any],
+                   from_env: dict[KeyPath, str]) -> Diagnostic:
     deepest = max((path for path, _ in errors), key=len)
     where = document.locate(deepest)
-    value = _lookup(document.data, deepest)
-    if isinstance(value, str) and env_reference(value) is not None:
-        return rule("LK105").at(where, f"'{_dotted(deepest)}' cannot be an ${{env:...}} reference: "
-                                       "only string values can", "write the value itself")
+    value = _lookup(data, deepest)
     reasons = []
     for path, error in errors:
         reason = error["msg"].replace("Input should be", "expected")
         if path != head and len(path) > len(head):
             reason += f" at '{_dotted(path[len(head):])}'"
         reasons.append(reason)
-    message = f"invalid value for '{_dotted(head)}': " + "; or ".join(dict.fromkeys(reasons))
+    source = f" (read from {from_env[deepest]})" if deepest in from_env else ""
+    message = (f"invalid value for '{_dotted(head)}'{source}: "
+               + "; or ".join(dict.fromkeys(reasons)))
     if not is_secret_path(deepest) and isinstance(value, (str, int, float, bool)):
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         message += f", got {shown}"
@@ -167,8 +230,8 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _cross_field(document: Document) -> Iterator[Diagnostic]:
-    data = document.data
+def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    """Rules across fields, on the data with typed `${env:...}` values read (`_typed_env`)."""
 
     def at(*path: str) -> Any:
         return document.locate(path)
@@ -217,12 +280,12 @@ def _cross_field(document: Document) -> Iterator[Diagnostic]:
 
     uri, table = _get(data, "source", "uri"), _get(data, "source", "table")
     if isinstance(uri, str):
-        yield from _source_rules(document, uri, table, workers)
+        yield from _source_rules(document, data, uri, table, workers)
     yield from _secrets_in_clear(document)
 
 
-def _source_rules(document: Document, uri: str, table: Any, workers: int) -> Iterator[Diagnostic]:
-    data = document.data
+def _source_rules(document: Document, data: dict[str, Any], uri: str, table: Any,
+                  workers: int) -> Iterator[Diagnostic]:
     remote = uri.startswith("db://")
     if (remote or uri.startswith("memory://")) and table is None:
         yield rule("LK209").at(document.locate(("source", "uri")),
