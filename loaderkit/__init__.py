@@ -48,12 +48,15 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> RecipeLoader:
+def load_recipe(path: str, overrides: dict[str, Any] | None = None, *,
+                source: Any = None) -> RecipeLoader:
     """Compile the recipe at `path` into a `torch.utils.data.DataLoader`.
 
-    Raises `RecipeError` (its `diagnostics` list every problem) when the recipe
-    has any error.
+    `overrides`: dotted keys, e.g. `{"loader.num_workers": 2}`. `source`: a live
+    LanceDB `Table` or `lance.LanceDataset` in place of the recipe's source (a
+    notebook's `memory://` table). Raises `RecipeError` (its `diagnostics` list every
+    problem) when the recipe has any error.
     """
     from loaderkit.compiler import load_recipe as _load
 
-    return _load(path, overrides)
+    return _load(path, overrides, source=source)

@@ -25,9 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from loaderkit.binding import engine_message, import_reference
-from loaderkit.errors import Diagnostic, RecipeError
+from loaderkit.errors import Diagnostic, RecipeError, engine_message
 from loaderkit.planning import Plan
+from loaderkit.references import import_reference
 from loaderkit.rules import rule
 from loaderkit.runtime.loader import sigint_blocked
 from loaderkit.vocabulary import EnvValue
@@ -205,7 +205,12 @@ def _static(plan: Plan, report: SafetyReport) -> list[Diagnostic]:
         if reference is None:
             continue
         where = plan.locate(*key.split("."))
-        target = import_reference(reference)
+        try:
+            target = import_reference(reference)
+        except Exception:  # user code: binding reports it (LK405) where it is named
+            continue
+        if not callable(target):
+            continue  # binding reports it (LK405), a LanceDB table or connection included
         reason = _unshippable(reference, target)
         crossing = Crossing(f"{key.split('.')[-1]} {reference}", key, len(reference))
         report.crossings.append(crossing)
@@ -227,10 +232,6 @@ def _static(plan: Plan, report: SafetyReport) -> list[Diagnostic]:
 def _unshippable(reference: str, target: Any) -> tuple[str, str] | None:
     """Why a worker could not receive `target` (message, hint), or None."""
     module = getattr(target, "__module__", None) or reference.partition(":")[0]
-    kind = type(target).__module__
-    if kind.startswith("lancedb"):
-        return ("is a LanceDB object, and LanceDB tables and connections do not pickle",
-                "name a function that opens the table: def open_table(name): ...")
     if module in ("__main__", "__mp_main__") or reference.startswith("__main__:"):
         return ("is defined in __main__ (a script or notebook), which spawn workers cannot "
                 "import", "move it into an importable module, e.g. my_project/data.py")

@@ -1,7 +1,7 @@
 """The command line: `loaderkit lint`, `loaderkit build`, `loaderkit schema`.
 
 argparse rather than a CLI library: it is in the standard library, exits 2 on
-misuse as DESIGN.md §3 requires, and starts fast, which a pre-commit hook
+misuse as docs/cli.md promises, and starts fast, which a pre-commit hook
 needs. torch and lance are imported only by `build`.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,17 +29,30 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from loaderkit import __version__
+
     parser = argparse.ArgumentParser(
         prog="loaderkit",
-        description="Compile YAML recipes into safe PyTorch DataLoaders over Lance data.")
+        description="Compile YAML recipes into safe PyTorch DataLoaders over Lance data.",
+        epilog="Exit status: 0 success; 1 the recipe has errors; 2 the command was misused. "
+               "Reference: docs/cli.md.")
+    parser.add_argument("--version", action="version", version=f"loaderkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lint = commands.add_parser("lint", help="check recipes offline (no data opened)")
-    lint.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories")
-    lint.add_argument("--format", choices=FORMATS, default="text", dest="output")
+    lint = commands.add_parser("lint", help="check recipes offline (no data opened)",
+                               description="Check recipes without opening data or starting "
+                                           "processes; exit 1 if any has an error.")
+    lint.add_argument("paths", nargs="+", metavar="PATH",
+                      help="recipe files, or directories searched for *.yaml and *.yml")
+    lint.add_argument("--format", choices=FORMATS, default="text", dest="output",
+                      help="how to print diagnostics: text (default), json (one array), "
+                           "github (workflow commands) or sarif (SARIF 2.1.0)")
 
-    build = commands.add_parser("build", help="compile a recipe against its data")
-    build.add_argument("recipe", metavar="RECIPE")
+    build = commands.add_parser("build", help="compile a recipe against its data",
+                                description="Compile a recipe against the real data, print "
+                                            "the DataLoader's object graph and the safety "
+                                            "report; exit 1 on any error.")
+    build.add_argument("recipe", metavar="RECIPE", help="the recipe file")
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        dest="overrides", help="override a recipe key, e.g. loader.num_workers=8")
     build.add_argument("--take", type=_positive, metavar="N",
@@ -47,17 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--no-probe", action="store_true",
                        help="skip the spawn probe (the other safety checks still run)")
 
-    commands.add_parser("schema", help="print the recipe JSON Schema")
+    commands.add_parser("schema", help="print the recipe JSON Schema",
+                        description="Print the recipe's JSON Schema (the same as "
+                                    "schema/recipe.schema.json).")
 
-    demo = commands.add_parser("demo", help="write a demo dataset, then build and run a recipe")
+    demo = commands.add_parser("demo", help="write a demo dataset, then build and run a recipe",
+                               description="Write a small image-and-prompt demo dataset, a "
+                                           "recipe over it, and pull batches through it.")
     demo.add_argument("--dir", default="demo", help="where to write the demo data (./demo)")
-    demo.add_argument("--rows", type=int, default=20_000)
-    demo.add_argument("--take", type=int, default=20)
+    demo.add_argument("--rows", type=_positive, default=20_000,
+                      help="rows of demo data (20000)")
+    demo.add_argument("--take", type=_positive, default=20,
+                      help="batches to pull through the demo recipe's loader (20)")
     return parser
+
+
+def _import_from_working_directory() -> None:
+    """`module:attribute` references import from the working directory, as under `python -m
+    loaderkit`: the console script's sys.path starts with its own bin directory instead.
+    Spawned workers inherit this sys.path."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _import_from_working_directory()
     if args.command == "lint":
         return _lint(args.paths, args.output)
     if args.command == "schema":
@@ -105,8 +135,10 @@ def _build(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     throughput = None
+    status = 0
     if args.take is not None:
-        from loaderkit.errors import RuntimeFailure
+        from loaderkit.binding import user_code_raised
+        from loaderkit.errors import RuntimeFailure, UserCodeError
 
         try:
             # Ctrl-C stops between batches; take_batches stops the workers, then raises.
@@ -114,6 +146,9 @@ def _build(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("interrupted; workers stopped", file=sys.stderr)
             return 130
+        except UserCodeError as exc:  # after the graph and the report, at the key that named it
+            compiled.diagnostics.append(user_code_raised(compiled.plan, exc))
+            status = 1
         except RuntimeFailure as exc:  # the data failed mid-epoch: a message, not a traceback
             print(f"{args.recipe}: error while taking batches: {exc}", file=sys.stderr)
             return 1
@@ -121,4 +156,4 @@ def _build(args: argparse.Namespace) -> int:
         print(json.dumps(show_build(compiled, throughput, as_json=True), indent=2, default=str))
     else:
         sys.stdout.write(show_build(compiled, throughput, as_json=False))
-    return 0
+    return status

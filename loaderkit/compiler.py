@@ -36,13 +36,15 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.is_error for d in diagnostics)
 
 
-def front(path: str | Path, overrides: Overrides | None = None, *,
-          require_env: bool = True) -> tuple[Document | None, Recipe | None, list[Diagnostic]]:
+def front(path: str | Path, overrides: Overrides | None = None, *, require_env: bool = True,
+          live_source: bool = False) -> tuple[Document | None, Recipe | None, list[Diagnostic]]:
     """The offline stages: nothing is opened, nothing of the user's is imported."""
     document, problems = resolve(path, overrides, require_env=require_env)
     if document is None:
         return None, None, problems
-    recipe, found = validate(document)
+    recipe, found = validate(document, live_source=live_source)
+    if recipe is not None and has_errors(found):
+        recipe = None
     return document, recipe, problems + found
 
 
@@ -84,13 +86,17 @@ class Compiled:
 
 
 def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
-                   probe: bool = True, background_probe: bool = False) -> Compiled:
+                   source: Any = None, probe: bool = True,
+                   background_probe: bool = False) -> Compiled:
     """Every stage; raises RecipeError listing all diagnostics if any is an error.
 
-    Nothing that can be refused without the loader waits for it: a transform or factory
-    that cannot cross into a worker (LK501/LK502), or a script without a main guard, is
-    refused before the loader is built and before any process starts.
+    Problems found at build are collected together: what the data says (columns,
+    filter, formats) does not hide what the safety check says of a transform or a
+    factory, and neither waits for the loader. A transform or factory that cannot
+    cross into a worker (LK501/LK502), or a script without a main guard, is refused
+    before the loader is built and before any process starts.
 
+    `source`: a live LanceDB Table or lance.LanceDataset in place of the recipe's.
     `background_probe`: return without waiting for the spawn probe. The loader reads
     in this process meanwhile and starts its workers only once the probe passed; a
     failed probe's RecipeError is raised by the iteration that would start them.
@@ -107,40 +113,47 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
 
     refuse_if_bootstrapping()
 
-    document, recipe, problems = front(path, overrides)
+    document, recipe, problems = front(path, overrides, live_source=source is not None)
     if recipe is None or document is None or has_errors(problems):
         raise RecipeError(problems)
-    plan, found = make_plan(recipe, document)
+    live = None
+    if source is not None:
+        from loaderkit.runtime.sources import live_source
+
+        live = live_source(source)
+    plan, found = make_plan(recipe, document, live)
     problems += found
     if has_errors(problems):
         raise RecipeError(problems)
     refuse_unguarded_main(plan)
-    plan, found = bind(plan)
-    problems += found
+    plan, found = bind(plan, source)
+    safety = check_references(plan)
+    problems += found + safety.diagnostics
     if has_errors(problems):
         raise RecipeError(problems)
-    safety = check_references(plan)
-    if has_errors(safety.diagnostics):
-        raise RecipeError(problems + safety.diagnostics)
-    loader, found = build(plan)
+    loader, found = build(plan, source)
+    problems += found
     if loader is None:
-        raise RecipeError(problems + found)
+        raise RecipeError(problems)
     safety = check(plan, loader, probe=probe, background=background_probe, report=safety)
     problems += safety.diagnostics
     if has_errors(problems):
         raise RecipeError(problems)
     if safety.pending_probe is not None:
         loader.start_workers_after(safety.pending_probe)
-    return Compiled(plan, loader, safety, problems)
+    return Compiled(plan, loader, safety, unique(problems))
 
 
-def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> RecipeLoader:
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, *,
+                source: Any = None) -> RecipeLoader:
     """Compile a recipe into its DataLoader; raises RecipeError on any error diagnostic.
 
+    `source`: a live LanceDB `Table` or `lance.LanceDataset` that takes the place of the
+    recipe's source (a notebook's memory:// table, which no other process can open).
     The spawn probe runs in the background (see `compile_recipe`): the first batch
     does not wait seconds for a fresh interpreter to import torch.
     """
-    compiled = compile_recipe(path, overrides, background_probe=True)
+    compiled = compile_recipe(path, overrides, source=source, background_probe=True)
     for diagnostic in compiled.diagnostics:
         # stacklevel 3: the caller of loaderkit.load_recipe, which calls this function
         warnings.warn(str(diagnostic), LoaderkitWarning, stacklevel=3)

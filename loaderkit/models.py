@@ -1,4 +1,4 @@
-"""The recipe language (DESIGN.md §1) as pydantic models: one class per section.
+"""The recipe language (docs/reference.md) as pydantic models: one class per section.
 
 Unknown keys are forbidden everywhere. Strings may be `${env:...}` references;
 they stay references here (see `vocabulary.EnvValue`) so that no secret value
@@ -29,7 +29,9 @@ class Source(Section):
     """Where the rows live: a Lance dataset, or a table in a LanceDB database."""
 
     uri: str = Field(description="A Lance dataset (path, file://, s3://, gs://, az://), or a "
-                                 "LanceDB database (directory, memory://, db://NAME) with `table`.",
+                                 "LanceDB database (directory, memory://, db://NAME) with `table`. "
+                                 "A relative path is relative to the working directory (unlike "
+                                 "`extends`, which is relative to the recipe file).",
                      examples=["data/train.lance"])
     table: str | None = Field(None, description="Table name; makes `uri` a LanceDB database.",
                               examples=["train"])
@@ -121,7 +123,9 @@ class Recipe(Section):
     extends: str | None = Field(None, description="A base recipe, relative to this file; "
                                                   "deep-merged, lists replace.",
                                 examples=["base.yaml"])
-    source: Source = Field(description="Where the rows live.")
+    source: Source | None = Field(
+        None, description="Where the rows live. Required, unless inherited through `extends` "
+                          "or given live to `load_recipe(source=...)`.")
     columns: list[str] | dict[str, str] | None = Field(
         None, description="A list of columns, or {output_name: column or SQL expression}. "
                           "Default: all columns.", examples=[["image", "prompt"]])
@@ -160,11 +164,10 @@ def _with_env(prop: dict[str, Any]) -> dict[str, Any]:
 def json_schema() -> dict[str, Any]:
     """The recipe's JSON Schema, as an editor checks one file at a time.
 
-    `source` is not required: a recipe that `extends` a base inherits it, and only
-    the merged recipe must have one (the validator checks that, not the editor).
+    `source` is not required there: a recipe that `extends` a base inherits it, and
+    only the merged recipe must have one (validating.py checks that, not the editor).
     """
     schema = Recipe.model_json_schema()
-    schema["required"] = [k for k in schema.get("required", []) if k != "source"]
     for model in [schema, *schema.get("$defs", {}).values()]:
         model["properties"] = {k: v if k == "loaderkit" else _with_env(v)
                                for k, v in model["properties"].items()}

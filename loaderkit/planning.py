@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loaderkit.errors import Diagnostic, Location
-from loaderkit.models import Recipe
+from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
@@ -81,15 +81,26 @@ def distributed_topology() -> tuple[int, int] | None:
     return None
 
 
-def plan(recipe: Recipe, document: Document) -> tuple[Plan, list[Diagnostic]]:
-    problems: list[Diagnostic] = []
-    src = recipe.source
-    source = SourceSpec(
+def source_spec(src: Source) -> SourceSpec:
+    """A recipe's `source` section as the runtime's spec (secrets stay references)."""
+    return SourceSpec(
         uri=_text(src.uri), table=src.table, version=src.version,
         storage_options={k: _text(v) for k, v in src.storage_options.items()},
         api_key=_text(src.api_key) if src.api_key is not None else None,
         region=src.region, host_override=src.host_override,
         connection_factory=src.connection_factory)
+
+
+def plan(recipe: Recipe, document: Document,
+         live: SourceSpec | None = None) -> tuple[Plan, list[Diagnostic]]:
+    """`live`: the spec of a live source given to `load_recipe(source=...)`, which
+    takes the place of the recipe's `source`."""
+    problems: list[Diagnostic] = []
+    if live is not None:
+        source = live
+    else:
+        assert recipe.source is not None, "validation requires a source"
+        source = source_spec(recipe.source)
     columns = recipe.columns
     read = ReadSpec(source=source,
                     columns={c: c for c in columns} if isinstance(columns, list) else columns,
@@ -133,7 +144,9 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     if src.storage_options:
         source_settings["storage_options"] = {
             k: shown(v, ("source", "storage_options", k)) for k, v in src.storage_options.items()}
-    kind = "LanceDB table" if src.is_lancedb else "Lance dataset"
+    kind = {"live": "live source (load_recipe(source=...))", "lancedb_table": "LanceDB table",
+            "factory": "LanceDB table" if src.is_lancedb else "Lance dataset",
+            "lance_dataset": "Lance dataset"}[src.kind]
     source = node("source", kind, ("source",), source_settings)
     dataset = node("dataset", "ChunkDataset", ("columns",),
                    {"columns": read.columns or "all", "filter": read.filter,

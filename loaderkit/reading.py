@@ -38,6 +38,9 @@ class Document:
     data: dict[str, Any]
     keys: dict[KeyPath, Location] = field(default_factory=dict)
     values: dict[KeyPath, Location] = field(default_factory=dict)
+    # False when a recipe it extends could not be read: a key it would have inherited
+    # is then not reported missing (the base's own diagnostic says what is wrong).
+    complete: bool = True
 
     def locate(self, path: KeyPath, *, key: bool = False) -> Location:
         """The position of `path`'s key (or value), else of its nearest located ancestor."""

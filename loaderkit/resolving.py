@@ -77,9 +77,15 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | N
     if there in chain or there == here:
         cycle = " -> ".join(p.name for p in (*chain, here, there))
         problems.append(rule("LK102").at(where, f"recipes extend each other in a cycle: {cycle}"))
+        document.complete = False
         return document
     parent = _read_with_bases(base_path, (*chain, here), where, problems)
-    return document if parent is None else _merge(parent, document)
+    if parent is None:
+        document.complete = False
+        return document
+    merged = _merge(parent, document)
+    merged.complete = parent.complete
+    return merged
 
 
 def _is_file(path: Path) -> bool:

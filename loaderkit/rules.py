@@ -250,6 +250,21 @@ RULES: dict[str, Rule] = {
              "the job's start-up.",
              _HEAD + _SRC + "sampler:\n  type: shuffle\n  mode: cache\n  cache_mb: 1\n",
              _HEAD + _SRC + "sampler:\n  type: shuffle\n  mode: cache\n  cache_mb: 8192\n"),
+        Rule("LK410", "empty-selection", W,
+             "A recipe that selects no rows at all: its `filter` matches none of the pinned "
+             "version's rows, or the dataset is empty.",
+             "Every epoch would be empty: a training loop runs zero steps without a word, "
+             "usually because of a typo in a filter's value.",
+             _HEAD + _SRC + "filter: \"split = 'trian'\"\n",
+             _HEAD + _SRC + "filter: \"split = 'train'\"\n"),
+        Rule("LK411", "user-code-raised", E,
+             "A `transform` or `connection_factory` raised while `loaderkit build --take` "
+             "pulled batches through the loader. The diagnostic is at the recipe key that "
+             "named the function, and its hint shows the traceback's frames in your own code.",
+             "A wall of worker and loader frames hides the one line that matters; the recipe "
+             "key and your frames are what you need to fix it.",
+             _HEAD + _SRC + "transform: my_project.data:decode   # raises on some batch\n",
+             _HEAD + _SRC + "transform: my_project.data:decode   # fixed\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

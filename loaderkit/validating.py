@@ -30,9 +30,18 @@ REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
 SUPPORTED_VERSIONS = (1,)
 
 
-def validate(document: Document) -> tuple[Recipe | None, list[Diagnostic]]:
+def validate(document: Document, *, live_source: bool = False
+             ) -> tuple[Recipe | None, list[Diagnostic]]:
+    """`live_source`: `load_recipe(source=...)` gives the source, so the recipe needs none."""
     data, from_env = _typed_env(document.data)
     problems = list(_cross_field(document, data))
+    if data.get("columns") in ([], {}):
+        problems.append(rule("LK202").at(document.locate(("columns",)),
+                                         f"columns: {data['columns']} selects no column",
+                                         "list the columns to read, or remove `columns` to "
+                                         "read them all"))
+    if "source" not in data and not live_source and document.complete:
+        problems.append(rule("LK203").at(document.locate(()), "missing required key 'source'"))
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -132,6 +141,8 @@ def _map_errors(exc: ValidationError, document: Document, data: dict[str, Any],
             problems.append(_unknown_key(loc, document))
             continue
         if error["type"] == "missing":
+            if not document.complete:
+                continue  # the base that would have given it failed to load
             parent = loc[:-1]
             where = document.locate(parent, key=True)
             section = f" in '{_dotted(parent)}'" if parent else ""
@@ -175,6 +186,8 @@ def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         message += f", got {shown}"
     hint = None
+    if head == ("columns",) and isinstance(value, str):
+        hint = f"columns is a list: columns: [{value}]"
     literal = [e for _, e in errors if e["type"] == "literal_error"]
     if literal and isinstance(value, str):
         options = re.findall(r"'([^']*)'", literal[0]["ctx"]["expected"])
@@ -183,10 +196,27 @@ def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
     return rule("LK202").at(where, message, hint)
 
 
+# Keys users put in the wrong section, after other loaders' vocabulary: where they belong.
+_MOVED: dict[tuple[str, ...], str] = {
+    ("loader", "shuffle"): "shuffling is the sampler's: sampler.type: shuffle (and sampler.seed)",
+    ("loader", "sampler"): "the sampler is its own section: sampler.type",
+    ("loader", "seed"): "the seed is the sampler's: sampler.seed",
+    ("loader", "columns"): "columns is a top-level key",
+    ("loader", "filter"): "filter is a top-level key",
+    ("sampler", "batch_size"): "batch_size is the loader's: loader.batch_size",
+    ("sampler", "drop_last"): "drop_last is the loader's: loader.drop_last",
+    ("sampler", "shuffle"): "write sampler.type: shuffle",
+}
+
+
 def _unknown_key(loc: tuple[int | str, ...], document: Document) -> Diagnostic:
     path, _ = _data_path(document.data, loc)
     key = str(loc[-1])
     section = path[:-1]
+    moved = _MOVED.get((*(str(p) for p in section), key))
+    if moved is not None:
+        where = document.locate(path, key=True)
+        return rule("LK201").at(where, f"unknown key '{key}' in '{_dotted(section)}'", moved)
     known = _known_keys(section)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     where = document.locate(path, key=True)

@@ -24,11 +24,12 @@ import pyarrow as pa
 import torch
 import torch.utils.data
 
-from loaderkit.errors import CacheBudgetError
+from loaderkit.errors import CacheBudgetError, TransformError
+from loaderkit.references import call_user, import_attr
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.gathering import empty_rows, gather, take_into
 from loaderkit.runtime.plans import CacheTask, ScanRun, ScanTask, StandbyTask, TakeTask, Task
-from loaderkit.runtime.sources import Reader, import_attr, open_reader
+from loaderkit.runtime.sources import Reader, open_reader
 from loaderkit.runtime.spec import ReadSpec
 
 # Cache gathers of at least twice this many rows are split over two threads.
@@ -341,11 +342,12 @@ class ChunkDataset(torch.utils.data.Dataset):
             yield from self._transformed([fmt.deliver(batch)])
 
     def _transformed(self, out: Chunk | list[Any]) -> Chunk | list[Any]:
-        if self.read.transform is None:
+        reference = self.read.transform
+        if reference is None:
             return out
         if self._transform is None:
-            self._transform = import_attr(self.read.transform)
-        return [self._transform(b) for b in out]
+            self._transform = import_attr(reference)
+        return [call_user(TransformError, reference, self._transform, b) for b in out]
 
     def _scan(self, task: ScanTask) -> list[pa.RecordBatch]:
         return list(rebatch(self._scanned(task.runs), self.batch_size))

@@ -108,7 +108,9 @@ def _from_worker(exc: RuntimeFailure) -> RuntimeFailure | None:
     at = text.rfind(last_line)
     if match is None or at < 0:
         return None
-    clean = type(exc)(f"{text[at + len(last_line):].rstrip()} ({match.group(1)})")
+    first, _, rest = text[at + len(last_line):].rstrip().partition("\n")
+    message = f"{first} ({match.group(1)})" + (f"\n{rest}" if rest else "")
+    clean = type(exc)(message)
     clean.worker_traceback = text
     return clean
 
@@ -182,6 +184,11 @@ class RecipeLoader(torch.utils.data.DataLoader):
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch `epoch`."""
         self._next_epoch = epoch
+
+    @property
+    def selected_rows(self) -> int:
+        """Rows the recipe selects (after `filter`), over all ranks."""
+        return self._plan.universe.size
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
@@ -449,20 +456,20 @@ def _estimated_bytes(schema: pa.Schema, rows: int) -> int:
     return per_row * rows
 
 
-def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec) -> RecipeLoader:
+def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
+                handle: Any = None) -> RecipeLoader:
     """Build the DataLoader for one rank. Opens the source once here to plan the rows.
 
     An unpinned source is pinned to the version opened here, so workers read
-    exactly the rows that were planned.
+    exactly the rows that were planned. `handle`: the source, already open (a live
+    object given to `load_recipe(source=...)`).
     """
     source = read.source
-    if (
-        resolve_text(source.uri).startswith("memory://")
-        and loader.num_workers > 0
-        and (source.connection_factory is None)
-    ):
+    if loader.num_workers > 0 and (source.live or (
+            resolve_text(source.uri).startswith("memory://")
+            and source.connection_factory is None)):
         raise SourceError("a memory:// database exists only in this process; use num_workers: 0")
-    obj = open_source(source)
+    obj = handle if handle is not None else open_source(source)
     if source.version is None:
         read = dataclasses.replace(read, source=dataclasses.replace(source, version=obj.version))
     reader = reader_for(obj, read.source)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import importlib
 import re
 import signal
 import threading
@@ -29,26 +28,13 @@ import lance.file
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.errors import RuntimeFailure, SourceError, engine_message
+from loaderkit.errors import FactoryError, RuntimeFailure, SourceError, engine_message
+from loaderkit.references import call_user, import_attr
 from loaderkit.runtime.plans import ScanRun, Universe
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import EnvValue, resolve_text
 
 Columns = dict[str, str] | None
-
-
-def import_attr(path: str) -> Any:
-    """Resolve "package.module:attribute" (dots allowed after the colon)."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise SourceError(f"{path!r} is not of the form 'module:attribute'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise SourceError(f"cannot import {path!r}: {exc}") from exc
-    return obj
 
 
 def _storage_options(source: SourceSpec) -> dict[str, str] | None:
@@ -156,16 +142,40 @@ def _raised_by_signal_handler(exc: BaseException) -> bool:
     return False
 
 
+def live_source(obj: Any) -> SourceSpec:
+    """The spec of a live LanceDB `Table` or `lance.LanceDataset` (`load_recipe(source=...)`).
+
+    Where workers can open the same rows themselves (a dataset on disk, or on an
+    object store it reaches without options handed to it), the spec names it by
+    uri, pinned to the object's version; otherwise (a `memory://` or remote table, a
+    dataset opened with storage options, which may hold credentials) it is `live`:
+    read in this process only.
+    """
+    if not isinstance(obj, lance.LanceDataset) and not hasattr(obj, "take_offsets"):
+        raise SourceError(f"source= takes a LanceDB Table or a lance.LanceDataset, not a "
+                          f"{type(obj).__name__}")
+    ds = as_lance_dataset(obj)
+    if ds is not None and not ds.initial_storage_options:
+        return SourceSpec(uri=ds.uri, version=int(ds.version))
+    name = getattr(obj, "name", None)
+    where = f"{type(obj).__name__} {name!r}" if name else type(obj).__name__
+    return SourceSpec(uri=f"<live {where}>", table=name, version=obj.version, live=True)
+
+
 def open_source(source: SourceSpec) -> Any:
     """Open the source in this process: a `lance.LanceDataset` or a LanceDB table.
 
     The pinned `version` (if any) is checked out, so every reader sees the same rows.
     """
+    if source.live:
+        raise SourceError(f"{describe(source)} was handed to load_recipe in another process; "
+                          "only that process can read it")
     try:
         if source.connection_factory is not None:
             factory = import_attr(source.connection_factory)
             name = source.table if source.table is not None else resolve_text(source.uri)
-            return _checkout(factory(name), source.version)
+            opened = call_user(FactoryError, source.connection_factory, factory, name)
+            return _checkout(opened, source.version)
         uri = resolve_text(source.uri)
         if source.is_lancedb:
             import lancedb
@@ -180,7 +190,7 @@ def open_source(source: SourceSpec) -> Any:
             table = lancedb.connect(uri, **kwargs).open_table(str(source.table))
             return _checkout(table, source.version)
         return lance.dataset(uri, version=source.version, storage_options=_storage_options(source))
-    except SourceError:
+    except (SourceError, FactoryError):
         raise
     except Exception as exc:  # Lance raises plain ValueError/OSError/RuntimeError
         raise source_error("cannot open", source, exc) from exc
@@ -524,6 +534,7 @@ class TableReader:
     def __init__(self, table: Any, source: SourceSpec | None = None) -> None:
         self.table = table
         self.source = source
+        self._filtered: dict[str, np.ndarray] = {}
 
     def schema(self, columns: Columns) -> pa.Schema:
         if columns is None:
@@ -532,13 +543,24 @@ class TableReader:
         return self.take(np.array([0], dtype=np.int64), columns).schema
 
     def universe(self, filter: str | None) -> Universe:
-        if filter is not None:
-            # Offsets are positions in the unfiltered table; a filtered universe would
-            # need row ids, which remote tables do not promise to keep stable.
-            raise SourceError("'filter' is not supported for tables read without to_lance()")
-        with reading(self.source):
-            n = int(self.table.count_rows())
-        return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), None, True)
+        offsets = self._offsets(filter)
+        if offsets is None:
+            with reading(self.source):
+                n = int(self.table.count_rows())
+        else:
+            n = len(offsets)
+        return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), offsets, True)
+
+    def _offsets(self, filter: str | None) -> np.ndarray | None:
+        """The offsets of the rows `filter` keeps, in table order (None: every row)."""
+        if filter is None:
+            return None
+        if filter not in self._filtered:
+            with reading(self.source):
+                found = (self.table.search().where(filter)
+                         .select({"_rowoffset": "_rowoffset"}).limit(None).to_arrow())
+            self._filtered[filter] = np.sort(found["_rowoffset"].to_numpy().astype(np.int64))
+        return self._filtered[filter]
 
     def scan(
         self,
@@ -549,10 +571,15 @@ class TableReader:
         batch_readahead: int | None,
     ) -> Iterator[pa.RecordBatch]:
         ids = np.arange(run.offset, run.offset + run.limit, dtype=np.int64)
+        offsets = self._offsets(filter)
+        if offsets is not None:  # the run counts the filter's rows, as a scanner's offset does
+            ids = offsets[ids]
         return iter(self.take(ids, columns).to_batches(max_chunksize=batch_size))
 
     def head(self, columns: Columns, filter: str | None) -> pa.Table:
-        return self.take(np.array([0], dtype=np.int64), columns)
+        offsets = self._offsets(filter)
+        first = np.arange(1, dtype=np.int64) if offsets is None else offsets[:1]
+        return self.take(first, columns)
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         with reading(self.source):
@@ -580,7 +607,7 @@ def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:
         return None
     try:
         ds = to_lance()
-    except NotImplementedError:
+    except (NotImplementedError, ValueError):  # remote (the first), memory:// (the second)
         return None
     return ds if isinstance(ds, lance.LanceDataset) else None
 

@@ -14,6 +14,7 @@ from loaderkit.vocabulary import (
     MultiprocessingContext,
     SamplerType,
     ShuffleMode,
+    SourceKind,
     Text,
     UnevenPolicy,
 )
@@ -35,10 +36,21 @@ class SourceSpec:
     region: str | None = None
     host_override: str | None = None
     connection_factory: str | None = None  # "module:attribute", called in each worker
+    # A live object given to `load_recipe(source=...)` that no other process can open (a
+    # memory:// or remote table): read in this process only, never by a worker.
+    live: bool = False
 
     @property
     def is_lancedb(self) -> bool:
         return self.table is not None
+
+    @property
+    def kind(self) -> SourceKind:
+        if self.live:
+            return "live"
+        if self.connection_factory is not None:
+            return "factory"
+        return "lancedb_table" if self.is_lancedb else "lance_dataset"
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,59 @@ def test_shipped_recipe_builds(demo_project: Path, name: str,
     code, out, err = build(f"recipes/{name}", "--take", "1")
     assert code == 0, out + err
     assert re.search(r"^took 1 batches", out, re.MULTILINE), out
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).parent / "loaderkit"
+    if not script.exists():
+        pytest.skip("the loaderkit console script is not installed beside this interpreter")
+    return str(script)
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_build_imports_a_transform_from_the_working_directory(
+        tmp_path: Path, build_data: Path, how: str) -> None:
+    (tmp_path / "mydata.py").write_text("def decode(batch):\n    return batch\n")
+    (tmp_path / "r.yaml").write_text(f"loaderkit: 1\nsource:\n  uri: {build_data}/items.lance\n"
+                                     "columns: [id]\ntransform: mydata:decode\n")
+    command = [_console_script()] if how == "console script" else [sys.executable, "-m",
+                                                                   "loaderkit"]
+    env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}
+    result = subprocess.run([*command, "build", "r.yaml", "--take", "1"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_version_is_answered_both_ways(how: str) -> None:
+    command = [_console_script()] if how == "console script" else [sys.executable, "-m",
+                                                                   "loaderkit"]
+    result = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "loaderkit 0.1.0"
+
+
+def test_every_argument_has_help() -> None:
+    import argparse
+
+    parser = cli._parser()
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    parsers = [parser, *subparsers[0].choices.values()]
+    for each in parsers:
+        for action in each._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{each.prog}: {action.option_strings or action.dest} has no help"
+
+
+def test_demo_writes_a_recipe_whose_schema_comment_resolves_and_prints_no_lance_log(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in subprocess_env().items() if k not in ("LANCE_LOG", "LANCEDB_LOG")}
+    result = subprocess.run([sys.executable, "-m", "loaderkit", "demo", "--rows", "500",
+                             "--take", "1"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARN" not in result.stderr
+    recipe = tmp_path / "demo" / "demo.yaml"
+    schema = re.search(r"\$schema=(\S+)", recipe.read_text())
+    assert schema is not None and (recipe.parent / schema.group(1)).is_file()

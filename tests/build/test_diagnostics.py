@@ -88,27 +88,53 @@ def test_every_unknown_column_is_reported_at_once(write_recipe: Write) -> None:
     assert [d.code for d in errors_of(path)] == ["LK402", "LK402"]
 
 
-def test_invalid_filter_is_lk403_at_the_filter(write_recipe: Write) -> None:
+def column_of(path: Path, needle: str) -> tuple[int, int]:
+    """1-based (line, column) of `needle` itself, wherever it is on its line."""
+    for number, text in enumerate(path.read_text().splitlines(), 1):
+        if needle in text:
+            return number, text.index(needle) + 1
+    raise AssertionError(needle)
+
+
+def test_invalid_filter_is_lk403_where_the_filter_ends_early(write_recipe: Write) -> None:
     path = write_recipe(HEAD + 'filter: "score >"\n')
-    assert [where(d) for d in errors_of(path)] == [at(path, "filter:", "LK403")]
-
-
-def test_filter_on_an_unknown_column_is_lk403(write_recipe: Write) -> None:
-    path = write_recipe(HEAD + 'filter: "scroe > 3"\n')
-    assert [where(d) for d in errors_of(path)] == [at(path, "filter:", "LK403")]
-
-
-def test_string_column_with_torch_format_is_lk404_at_the_format(write_recipe: Write) -> None:
-    path = write_recipe(HEAD + "columns: [id, text]\nformat: torch\n")
     [error] = errors_of(path)
-    assert where(error) == at(path, "format:", "LK404")
+    line, column = column_of(path, '"score >"')
+    assert where(error) == (str(path), line, column + 1 + len("score >"), "LK403")
+    assert "SELECT" not in error.message
+
+
+def test_filter_on_an_unknown_column_is_lk403_at_that_name(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + 'filter: "score > 1 AND lable = 3"\n')
+    [error] = errors_of(path)
+    assert where(error) == (str(path), *column_of(path, "lable"), "LK403")
+    assert error.hint == "did you mean 'label'?"
+
+
+def test_unterminated_string_in_a_filter_is_located_at_its_quote(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "filter: \"text = 'row 1\"\n")
+    [error] = errors_of(path)
+    assert where(error) == (str(path), *column_of(path, "'row 1"), "LK403")
+
+
+def test_string_column_with_torch_col_format_is_lk404_at_the_column(
+        write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, text]\nformat: torch_col\n")
+    [error] = errors_of(path)
+    assert where(error) == (str(path), *column_of(path, "text]"), "LK404")
     assert "'text'" in error.message
 
 
-def test_string_column_with_the_default_format_is_lk404_at_the_columns(
-        write_recipe: Write) -> None:
-    path = write_recipe(HEAD + "columns: [id, text]\n")
-    assert [where(d) for d in errors_of(path)] == [at(path, "columns:", "LK404")]
+def test_lk404_for_a_mapped_column_is_at_its_expression(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns:\n  ident: id\n  words: text\nformat: torch_col\n")
+    assert [where(d) for d in errors_of(path)] == [at(path, "words:", "LK404")]
+
+
+def test_typoed_column_gets_did_you_mean(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, scroe]\n")
+    [error] = errors_of(path)
+    assert error.hint == "did you mean 'score'?"
+    assert "Schema error" not in error.message
 
 
 def test_string_column_with_python_col_format_builds(write_recipe: Write) -> None:

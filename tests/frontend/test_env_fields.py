@@ -17,7 +17,7 @@ from .support import HEAD, where
 
 
 def recipe_of(path: Any) -> Any:
-    document, recipe, problems = front(path)
+    _, recipe, problems = front(path)
     assert recipe is not None, "\n".join(map(str, problems))
     return recipe
 

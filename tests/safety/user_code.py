@@ -88,3 +88,21 @@ def parent_only_factory(name: str) -> Any:
     import lancedb
 
     return lancedb.connect(PARENT_STATE["db"]).open_table(name)
+
+
+# --- LK411: user code that raises while batches are taken -------------------------------
+
+def failing_transform(batch: dict[str, Any]) -> dict[str, Any]:
+    """Raises on every batch, from a helper: both frames are the user's."""
+    return _check_pixels(batch)
+
+
+def _check_pixels(batch: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError("corrupt pixels in this batch")
+
+
+def failing_factory(name: str) -> Any:
+    raise ConnectionError(f"cannot reach the server for table {name}")
+
+
+lambda_factory = lambda name: open_table(name)  # noqa: E731  (the point of the test)
