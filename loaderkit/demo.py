@@ -18,8 +18,9 @@ TABLE = "train"
 EMBEDDING_DIM = 128
 IMAGE_SIDE = 8
 
+SCHEMA_FILE = "recipe.schema.json"
 DEMO_RECIPE = f"""\
-# yaml-language-server: $schema=../schema/recipe.schema.json
+# yaml-language-server: $schema={SCHEMA_FILE}
 loaderkit: 1
 name: demo
 source:
@@ -57,15 +58,22 @@ def demo_table(rows: int, seed: int = 0) -> Any:
 
 def write_demo(directory: Path = DEMO_DIR, rows: int = 20_000) -> Path:
     """Write the demo dataset and database under `directory` (idempotent)."""
-    os.environ.setdefault("LANCE_LOG", "error")  # not "No existing dataset ... will be created"
+    # Not "No existing dataset ... will be created": Lance and LanceDB log it separately.
+    os.environ.setdefault("LANCE_LOG", "error")
+    os.environ.setdefault("LANCEDB_LOG", "error")
     import lance
     import lancedb
+
+    from loaderkit.schema import schema_text
 
     directory.mkdir(parents=True, exist_ok=True)
     table = demo_table(rows)
     lance.write_dataset(table, directory / DATASET, mode="overwrite", max_rows_per_file=4096)
     db = lancedb.connect(directory / DATABASE)
     db.create_table(TABLE, table, mode="overwrite")
+    # The recipe's `$schema` comment names this copy, so an editor finds it wherever the
+    # demo was written.
+    (directory / SCHEMA_FILE).write_text(schema_text())
     recipe = directory / "demo.yaml"
     recipe.write_text(DEMO_RECIPE.format(dir=directory.as_posix()))
     return recipe

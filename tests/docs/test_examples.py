@@ -1,9 +1,15 @@
-"""Every code example in the README and docs/ runs, so none can rot.
+"""Every code example in the README and docs/ runs the way it is shown, so none can rot.
 
-Blocks run in order, per document, in a workspace holding the demo data, a copy of
-`recipes/` and `docs/examples/`: Python blocks share one namespace (a later block
-may use an earlier block's names), shell lines run as commands, recipe YAML blocks
-must lint clean. A block right after `<!-- docs-test: skip (reason) -->` is skipped.
+Each document runs in a workspace holding the demo data, a copy of `recipes/`,
+`schema/` and `docs/examples/`, its blocks in order:
+- each Python block is saved as a script and run with `python script.py`, as a
+  reader who saves the example runs it (so spawn workers re-run its top level, and
+  an example without a main guard fails here): every block stands on its own;
+  a Python block whose first line names a file (`# my_project/data.py`) is saved
+  there instead, as the module it shows;
+- shell lines run as commands;
+- recipe YAML blocks must lint clean.
+A block right after `<!-- docs-test: skip (reason) -->` is skipped.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 GENERATED = {"rules.md", "reference.md"}  # their examples are rule illustrations, bad on purpose
 FENCE = re.compile(r"(<!-- docs-test: skip[^>]*-->\s*\n)?```(\w+)[^\n]*\n(.*?)```", re.DOTALL)
+MODULE_FILE = re.compile(r"#\s*([\w/.-]+\.py)\s*$")
 SHELL_PROGRAMS = ("loaderkit", "torchrun", "python")
 
 
@@ -41,32 +48,38 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _shell(line: str, cwd: Path) -> None:
+def _env(cwd: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=300)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)]), "LANCE_LOG": "error",
+            "LANCEDB_LOG": "error"}
+
+
+def _shell(line: str, cwd: Path) -> None:
+    result = subprocess.run(line, shell=True, cwd=cwd, env=_env(cwd), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, f"$ {line}\n{result.stdout}\n{result.stderr}"
+
+
+def _script(path: Path, code: str, cwd: Path) -> None:
+    path.write_text(code)
+    result = subprocess.run([sys.executable, str(path)], cwd=cwd, env=_env(cwd),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{path.name}:\n{code}\n{result.stdout}\n{result.stderr}"
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if d.name not in GENERATED],
                          ids=lambda d: d.relative_to(ROOT).as_posix())
-def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(workspace)
-    saved_environ = dict(os.environ)  # examples may export variables, as a user would
-    try:
-        _run_blocks(doc, workspace)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_environ)
-
-
-def _run_blocks(doc: Path, workspace: Path) -> None:
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+def test_examples_run(doc: Path, workspace: Path) -> None:
     for index, (lang, code) in enumerate(blocks(doc)):
-        if lang == "python":
-            exec(compile(code, f"{doc.name}[{index}]", "exec"), namespace)
+        first = code.splitlines()[0] if code.strip() else ""
+        module = MODULE_FILE.fullmatch(first)
+        if lang == "python" and module is not None:
+            path = workspace / module.group(1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(code)
+        elif lang == "python":
+            _script(workspace / f"{doc.stem}_{index}.py", code, workspace)
         elif lang in ("bash", "sh", "console"):
             for line in code.splitlines():
                 line = line.split("  #")[0].strip()
@@ -77,4 +90,3 @@ def _run_blocks(doc: Path, workspace: Path) -> None:
             recipe.write_text(code)
             errors = [d for d in lint([recipe]) if d.is_error]
             assert not errors, "\n".join(map(str, errors))
-

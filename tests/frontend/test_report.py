@@ -1,4 +1,4 @@
-"""Renderers: text, JSON, GitHub workflow commands, SARIF 2.1.0 (DESIGN.md §3)."""
+"""Renderers: text, JSON, GitHub workflow commands, SARIF 2.1.0 (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -76,3 +76,20 @@ def test_validation_reads_the_val_recipe_every_epoch(fitted: Recorder) -> None:
 def test_a_missing_split_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no test recipe"):
         RecipeDataModule(train=tmp_path / "x.yaml").test_dataloader()
+
+
+def test_the_example_train_and_eval_recipes_share_no_row(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from loaderkit import load_recipe
+    from loaderkit.demo import write_demo
+
+    repo = Path(__file__).resolve().parents[2]
+    write_demo(tmp_path / "demo", rows=2_000)
+    monkeypatch.chdir(tmp_path)
+    ids = {}
+    for name in ("train", "eval"):
+        loader = load_recipe(str(repo / "recipes" / f"{name}.yaml"),
+                             {"columns": ["id"], "loader.drop_last": False})
+        ids[name] = {int(i) for batch in loader for i in batch["id"]}
+    assert ids["train"] and ids["eval"] and not ids["train"] & ids["eval"]
+    assert ids["train"] | ids["eval"] == set(range(2_000))
