@@ -254,7 +254,7 @@ def measure(
             pass
         # A private counter, read only here: loaderkit's main process reads until it
         # is full, so an epoch after that is the workers' own.
-        if loader._ready is not None and loader._ready.value == loader.num_workers:
+        if loader.workers.all_up:
             break
     if warm_up:
         t_built = time.perf_counter()

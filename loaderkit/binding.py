@@ -283,15 +283,15 @@ def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
 
 def rows_per_rank(plan: Plan, handle: Any) -> list[int]:
     """Rows each rank reads in an epoch, computed by the runtime's own planner."""
-    from loaderkit.runtime.plans import ChunkPlan
-    from loaderkit.runtime.sources import reader_for
+    from loaderkit.runtime.samplers import make_sampler
+    from loaderkit.runtime.sources.readers import reader_for
 
     universe = reader_for(handle).universe(plan.read.filter)
     # Row counts do not depend on the order: plan a shuffle as the full scan it permutes,
     # which costs O(ranges) instead of a permutation of every row per rank.
     kind = "full_scan" if plan.sampler.type == "shuffle" else plan.sampler.type
-    return [ChunkPlan(replace(plan.sampler, type=kind, rank=r), universe,
-                      plan.loader.batch_size, plan.loader.drop_last).rows()
+    return [make_sampler(replace(plan.sampler, type=kind, rank=r), universe,
+                         plan.loader.batch_size, plan.loader.drop_last).rows()
             for r in range(plan.sampler.world_size)]
 
 

@@ -29,7 +29,7 @@ from loaderkit.errors import Diagnostic, RecipeError, engine_message
 from loaderkit.planning import Plan
 from loaderkit.references import import_reference
 from loaderkit.rules import rule
-from loaderkit.runtime.loader import sigint_blocked
+from loaderkit.runtime.workers import sigint_blocked
 from loaderkit.vocabulary import EnvValue
 
 LARGE_PAYLOAD = 8 << 20
@@ -333,7 +333,7 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
             # The thread's mask crosses to the probe process: a Ctrl-C meant for the
             # training loop must not kill it mid-import with a traceback.
             with sigint_blocked(multiprocessing.get_context(
-                    plan.loader.multiprocessing_context or "spawn").get_start_method()):
+                    plan.loader.multiprocessing_context).get_start_method()):
                 found = _spawn_probe(plan, payload, report)
         except BaseException as exc:  # the probe could not even start
             outcome.set_exception(exc)
@@ -349,9 +349,9 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
 
 
 def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
-    context = multiprocessing.get_context(plan.loader.multiprocessing_context or "spawn")
+    context = multiprocessing.get_context(plan.loader.multiprocessing_context)
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(  # type: ignore[attr-defined]  # BaseContext lacks it in typeshed
+    process = context.Process(
         target=_probe_child, args=(payload, send), daemon=True)
     started = time.perf_counter()
     process.start()

@@ -134,6 +134,10 @@ class SourceError(RuntimeFailure):
     """The data source cannot be opened or read the way the recipe asks."""
 
 
+class SamplerError(RuntimeFailure):
+    """The sampler settings cannot be planned (a rank outside the world, no batch size)."""
+
+
 class CacheBudgetError(RuntimeFailure):
     """Shuffle `cache` mode would hold more than `cache_mb` in memory."""
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import boto3
 import pytest
-from reliability_support import (
+
+from loaderkit.compiler import compile_recipe
+from tests.reliability.support import (
     BUCKET,
     ENDPOINT_VAR,
     HERE,
@@ -36,8 +38,6 @@ from reliability_support import (
     write_local_dataset,
     write_recipe,
 )
-
-from loaderkit.compiler import compile_recipe
 
 
 def _local_recipe(tmp_path: Path, dataset: Path, *, workers: int, sampler: str = "full_scan",
@@ -180,7 +180,7 @@ def test_read_failure_in_a_worker_is_a_source_error_with_its_own_message(
     dataset = write_local_dataset(tmp_path / "data.lance", rows_per_file=100)
     recipe = _local_recipe(tmp_path, dataset, workers=2)
     # With a transform the workers read every chunk (the main process reads none).
-    recipe.write_text(recipe.read_text() + "transform: batch_marker:mark\n")
+    recipe.write_text(recipe.read_text() + "transform: tests.reliability.batch_marker:mark\n")
     outcome = _run_child("delete", recipe, str(dataset), timeout=120)
     assert outcome["error_type"] == "SourceError", outcome["traceback"]
     message = outcome["message"]
@@ -194,7 +194,7 @@ def test_what_a_signal_handler_raises_while_reading_is_not_a_source_error() -> N
     # DataLoader's SIGCHLD handler reports a dead worker by raising RuntimeError from
     # wherever the main process is, which may be inside a read of its own.
     from loaderkit.errors import SourceError
-    from loaderkit.runtime.sources import reading
+    from loaderkit.runtime.sources.failures import reading
     from loaderkit.runtime.spec import SourceSpec
 
     class DeadWorker:
@@ -251,7 +251,7 @@ def _ctrl_c_build(tmp_path: Path, *, wait_for_batches: bool) -> tuple[int, str, 
     terminal sends on Ctrl-C). Returns (exit status, stderr, processes left in the group)."""
     dataset = write_local_dataset(tmp_path / "data.lance", rows=20_000, rows_per_file=1000)
     recipe = _local_recipe(tmp_path, dataset, workers=2, batch_size=1)
-    recipe.write_text(recipe.read_text() + "transform: batch_marker:mark\n")
+    recipe.write_text(recipe.read_text() + "transform: tests.reliability.batch_marker:mark\n")
     marker = tmp_path / "batches-flowing"
     process = subprocess.Popen(
         [PYTHON, "-m", "loaderkit", "build", str(recipe), "--take", "100000", "--no-probe"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import importlib
 import io
 import os
 import resource
@@ -22,10 +23,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import HERE, PYTHON, REPO, subprocess_env
 
 from loaderkit.cli import main
 from loaderkit.compiler import front
+from tests.reliability.support import PYTHON, REPO, subprocess_env
+
+MARKER_MODULE = "tests.reliability.import_marker_module"
 
 VALID = """\
 loaderkit: 1
@@ -301,27 +304,25 @@ def test_lint_imports_none_of_the_references_a_recipe_names(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "imported"
     monkeypatch.setenv("LK_IMPORT_MARKER", str(marker))
-    monkeypatch.syspath_prepend(str(HERE))
-    sys.modules.pop("import_marker_module", None)
+    sys.modules.pop(MARKER_MODULE, None)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("loaderkit: 1\nsource:\n  uri: data.lance\n"
-                      "  connection_factory: import_marker_module:fn\n"
-                      "transform: import_marker_module:fn\n")
+                      f"  connection_factory: {MARKER_MODULE}:fn\n"
+                      f"transform: {MARKER_MODULE}:fn\n")
     _check(recipe)
     assert not marker.exists(), "lint imported a module the recipe names"
-    assert "import_marker_module" not in sys.modules
+    assert MARKER_MODULE not in sys.modules
     # The marker works: importing the module does create it.
-    import import_marker_module  # noqa: F401
-
+    importlib.import_module(MARKER_MODULE)
     assert marker.exists()
-    sys.modules.pop("import_marker_module", None)
+    sys.modules.pop(MARKER_MODULE, None)
 
 
 def test_lint_subprocess_imports_none_of_the_references(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("loaderkit: 1\nsource: {uri: data.lance}\n"
-                      "transform: import_marker_module:fn\n")
+                      f"transform: {MARKER_MODULE}:fn\n")
     for fmt in ("text", "json", "github", "sarif"):
         result = subprocess.run([PYTHON, "-m", "loaderkit", "lint", "--format", fmt, str(recipe)],
                                 capture_output=True, text=True, timeout=60, cwd=REPO,

@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from reliability_support import (
+
+from loaderkit import load_recipe
+from tests.reliability.support import (
     PYTHON,
     ROWS,
     S3,
@@ -17,8 +19,6 @@ from reliability_support import (
     subprocess_env,
     write_recipe,
 )
-
-from loaderkit import load_recipe
 
 
 def _ids(loader) -> list[int]:

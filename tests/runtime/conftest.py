@@ -7,18 +7,12 @@ rows, so no fragment, batch or rank boundary lines up with another.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import lance
 import lancedb
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # spawn copies sys.path, so workers import rt_factories
-
-from rt_support import ROWS, make_table, write_dataset  # noqa: E402
+from tests.runtime.support import ROWS, make_table, write_dataset
 
 
 @pytest.fixture(scope="session")
@@ -32,5 +26,5 @@ def lance_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def db_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     uri = str(tmp_path_factory.mktemp("lancedb"))
     lancedb.connect(uri).create_table("items", make_table(0, ROWS))
-    os.environ["LK_TEST_DB"] = uri  # read by rt_factories, in the workers too
+    os.environ["LK_TEST_DB"] = uri  # read by tests.runtime.factories, in the workers too
     return uri

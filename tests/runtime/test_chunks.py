@@ -12,9 +12,10 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from rt_support import build, ids_of, through_workers, write_dataset
 
-from loaderkit.runtime import dataset, gathering, plans, sources
+from loaderkit.runtime import cache, chunks, gathering, universe
+from loaderkit.runtime.sources import readers
+from tests.runtime.support import build, ids_of, through_workers, write_dataset
 
 
 def _rows(batches: list[Any]) -> list[Any]:
@@ -36,7 +37,7 @@ def test_range_reads_deliver_what_a_take_does(
     lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def epoch(min_rows: int) -> list[Any]:
-        monkeypatch.setattr(sources, "MIN_RANGE_ROWS", min_rows)
+        monkeypatch.setattr(readers, "MIN_RANGE_ROWS", min_rows)
         return list(build(lance_uri, format=fmt, type="shuffle", seed=3, block_rows=64,
                           chunk_rows=256))
 
@@ -68,16 +69,16 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
 def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record each read that went straight to a data file (runs from 16 rows):
     "read" for a dense run's range, "take" for sparse runs' rows."""
-    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    monkeypatch.setattr(readers, "MIN_RANGE_ROWS", 16)
     calls: list[str] = []
     for name in ("read", "take"):
-        method = getattr(sources._FileRows, name)
+        method = getattr(readers._FileRows, name)
 
         def recording(self: Any, *args: Any, _name: str = name, _method: Any = method) -> Any:
             calls.append(_name)
             return _method(self, *args)
 
-        monkeypatch.setattr(sources._FileRows, name, recording)
+        monkeypatch.setattr(readers._FileRows, name, recording)
     return calls
 
 
@@ -87,17 +88,17 @@ def _epoch_in_small_chunks(uri: str, **kw: Any) -> list[Any]:
 
 @pytest.mark.parametrize(
     ("mode", "piece_rows", "read"),
-    [("block", sources.TAKE_PIECE_ROWS, "read"), ("exact", sources.TAKE_PIECE_ROWS, "take"),
+    [("block", readers.TAKE_PIECE_ROWS, "read"), ("exact", readers.TAKE_PIECE_ROWS, "take"),
      ("exact", 20, "take")],
 )
 def test_shuffles_read_rows_from_data_files_like_the_scanner(
     lance_uri: str, mode: str, piece_rows: int, read: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", piece_rows)
+    monkeypatch.setattr(readers, "TAKE_PIECE_ROWS", piece_rows)
     calls = _file_reads(monkeypatch)
     direct = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
     assert read in calls  # the fast path was taken
-    monkeypatch.setattr(sources._FileRows, "open", classmethod(lambda *a: None))
+    monkeypatch.setattr(readers._FileRows, "open", classmethod(lambda *a: None))
     scanned = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
     assert _rows(direct) == _rows(scanned)
     assert list(direct[0]) == ["v", "id"]
@@ -131,9 +132,9 @@ def test_sql_expression_columns_are_read_through_the_scanner(
 def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "MIN_RANGE_ROWS", 16)
+    monkeypatch.setattr(readers, "MIN_RANGE_ROWS", 16)
     ds = lance.dataset(lance_uri)
-    reader = sources.LanceReader(ds)
+    reader = readers.LanceReader(ds)
     offsets = np.array([o for o in range(600) if o % 97 not in (3, 40)])  # holes; spans fragments
     frag_rows = np.cumsum([0] + [f.metadata.physical_rows for f in ds.get_fragments()])
     fragment = np.searchsorted(frag_rows, offsets, side="right") - 1
@@ -156,7 +157,7 @@ def test_cache_gathers_split_over_two_threads_deliver_the_same_batches(
     lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = _shuffled_epoch(lance_uri, fmt)
-    monkeypatch.setattr(dataset, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
+    monkeypatch.setattr(cache, "GATHER_SPLIT_ROWS", 2)  # every 64-row chunk splits
     assert _shuffled_epoch(lance_uri, fmt) == whole
 
 
@@ -180,19 +181,19 @@ def test_rebatch_cuts_scanner_batches_into_full_batches_in_order(
         pa.record_batch({"id": np.arange(a, a + n)})
         for a, n in zip(starts[:-1], pieces, strict=True)
     ]
-    out = list(dataset.rebatch(batches, batch_size))
+    out = list(chunks.rebatch(batches, batch_size))
     assert [b.num_rows for b in out[:-1]] == [batch_size] * (len(out) - 1)
     assert not out or 0 < out[-1].num_rows <= batch_size
     got = [i for b in out for i in b.column("id").to_pylist()]
     assert got == list(range(sum(pieces)))
 
 
-@pytest.mark.parametrize("realign_rows", [plans.REALIGN_ROWS, 16])  # merged runs; cut runs
+@pytest.mark.parametrize("realign_rows", [universe.REALIGN_ROWS, 16])  # merged runs; cut runs
 def test_full_scan_across_fragment_ends_delivers_full_batches(
     lance_uri: str, realign_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 157-row fragments and 16-row batches: every fragment ends mid-batch.
-    monkeypatch.setattr(plans, "REALIGN_ROWS", realign_rows)
+    monkeypatch.setattr(universe, "REALIGN_ROWS", realign_rows)
     batches = list(build(lance_uri, type="full_scan", batch_size=16))
     assert [len(b["id"]) for b in batches[:-1]] == [16] * (len(batches) - 1)
     assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
@@ -201,10 +202,10 @@ def test_full_scan_across_fragment_ends_delivers_full_batches(
 def test_full_scan_with_runs_cut_at_fragments_copies_one_batch_per_fragment_end(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(plans, "REALIGN_ROWS", 16)  # 157-row fragments count as long
+    monkeypatch.setattr(universe, "REALIGN_ROWS", 16)  # 157-row fragments count as long
     joined = []
-    one_batch = dataset._one_batch
-    monkeypatch.setattr(dataset, "_one_batch", lambda b: joined.append(b) or one_batch(b))
+    one_batch = chunks.one_batch
+    monkeypatch.setattr(chunks, "one_batch", lambda b: joined.append(b) or one_batch(b))
     batches = list(build(lance_uri, type="full_scan", batch_size=16))
     fragments = len(lance.dataset(lance_uri).get_fragments())
     assert 0 < len(joined) <= fragments  # the batch each fragment end splits, no more
@@ -219,6 +220,6 @@ def test_a_scan_order_streams_the_batches_its_chunk_tasks_hold(
     # With 0 workers a scan order is read as one stream; workers read it as tasks.
     loader = build(lance_uri, type=kind, world_size=2, rank=1)
     dataset = loader.dataset
-    from_tasks = [b for t in loader._plan.tasks(0, skip) for b in dataset[t]]
-    streamed = list(dataset.stream(loader._plan.scan_runs(0, skip)))
+    from_tasks = [b for t in loader.row_sampler.tasks(0, skip) for b in dataset[t]]
+    streamed = list(dataset.stream(loader.row_sampler.scan_runs(0, skip)))
     assert _rows(streamed) == _rows(from_tasks)

@@ -8,10 +8,10 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import torch
-from rt_support import DIM, build
 
 from loaderkit.runtime import FormatError, unsupported_columns
 from loaderkit.runtime.formats import column_to_numpy, column_to_tensor
+from tests.runtime.support import DIM, build
 
 BS = 16
 ALL = {"id": "id", "label": "label", "emb": "emb", "text": "text"}

@@ -1,4 +1,4 @@
-"""ChunkPlan alone (pure numpy): properties over random layouts, no I/O."""
+"""Samplers alone (pure numpy): properties over random layouts, no I/O."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loaderkit.runtime import plans
-from loaderkit.runtime.plans import ChunkPlan, ScanRun, ScanTask, TakeTask, Task, Universe
+from loaderkit.runtime import universe as universes
+from loaderkit.runtime.samplers import make_sampler
 from loaderkit.runtime.spec import SamplerSpec
+from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
+from loaderkit.runtime.universe import ScanRun, Universe
 
 KINDS = [
     {"type": "full_scan"},
@@ -48,7 +50,7 @@ def positions(u: Universe, task: Task) -> np.ndarray:
 def epoch_positions(
     u: Universe, spec: dict[str, Any], ws: int, r: int, bs: int, **kw: Any
 ) -> np.ndarray:
-    plan = ChunkPlan(
+    plan = make_sampler(
         SamplerSpec(rank=r, world_size=ws, chunk_rows=3 * bs, block_rows=5, **spec),
         u,
         bs,
@@ -121,7 +123,7 @@ def test_runs_cut_for_the_batch_grid_read_the_same_positions(
     u = universe(rows)
     a = data.draw(st.integers(0, u.size))
     ranges = [range(a, data.draw(st.integers(a, u.size)))]
-    with patch.object(plans, "REALIGN_ROWS", 1):  # every fragment off the grid is cut
+    with patch.object(universes, "REALIGN_ROWS", 1):  # every fragment off the grid is cut
         cut = u.runs(ranges, batch_size=bs)
     merged = u.runs(ranges)
     assert np.array_equal(positions(u, ScanTask(cut, 0)), positions(u, ScanTask(merged, 0)))

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rt_support import build, ids_of
 
 from loaderkit.runtime import RecipeLoader, ResumeError
+from tests.runtime.support import build, ids_of
 
 SPEC: dict[str, Any] = {"type": "shuffle", "mode": "block", "seed": 11}
 BATCHES = 69  # ceil(1097 / 16)
@@ -129,3 +129,27 @@ def test_changed_seed_on_resume_raises_resume_error(lance_uri: str) -> None:
     other = build(lance_uri, **{**SPEC, "seed": 12})
     with pytest.raises(ResumeError, match="seed"):
         other.load_state_dict(state)
+
+
+def test_a_state_says_its_version(lance_uri: str) -> None:
+    from loaderkit.runtime.state import STATE_VERSION
+
+    assert build(lance_uri).state_dict()["state_version"] == STATE_VERSION
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"state_version": 99}, "state version 99"),
+    ({"epoch": -1}, "whole numbers"),
+    ({"batches_delivered": "3"}, "whole numbers"),
+    ({"batches_delivered": 10_000}, "batches delivered but an epoch has"),
+])
+def test_a_state_is_validated_when_it_is_loaded(lance_uri: str, change: dict[str, Any],
+                                                says: str) -> None:
+    state = {**build(lance_uri).state_dict(), **change}
+    with pytest.raises(ResumeError, match=says):
+        build(lance_uri).load_state_dict(state)
+
+
+def test_a_state_that_is_not_a_mapping_is_a_resume_error(lance_uri: str) -> None:
+    with pytest.raises(ResumeError, match="mapping"):
+        build(lance_uri).load_state_dict([1, 2])  # type: ignore[arg-type]

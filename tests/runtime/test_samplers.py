@@ -10,7 +10,8 @@ import lance
 import numpy as np
 import pytest
 import torch
-from rt_support import FRAGMENT_ROWS, ROWS, build, ids_of, through_workers, write_dataset
+
+from tests.runtime.support import FRAGMENT_ROWS, ROWS, build, ids_of, through_workers, write_dataset
 
 SAMPLERS: dict[str, dict[str, Any]] = {
     "full_scan": {"type": "full_scan"},

@@ -12,7 +12,6 @@ import lancedb
 import numpy as np
 import pytest
 import torch
-from rt_support import ROWS, build, ids_of, make_table, write_dataset
 
 from loaderkit.runtime import (
     CacheBudgetError,
@@ -20,10 +19,11 @@ from loaderkit.runtime import (
     open_source,
     pin_version,
     probe_dataset,
-    sources,
 )
+from loaderkit.runtime.sources import readers
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import EnvValue
+from tests.runtime.support import ROWS, build, ids_of, make_table, write_dataset
 
 
 def test_lancedb_table_delivers_every_row_once(db_uri: str) -> None:
@@ -38,9 +38,10 @@ def worker_run(db_uri: str, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     pid_dir = tmp_path_factory.mktemp("pids")
     os.environ["LK_TEST_PID_DIR"] = str(pid_dir)
     try:
-        source = SourceSpec(uri=db_uri, table="items", connection_factory="rt_factories:open_items")
+        source = SourceSpec(uri=db_uri, table="items",
+                            connection_factory="tests.runtime.factories:open_items")
         loader = build(
-            source, type="sharded_batch", transform="rt_factories:tag_pid", num_workers=2
+            source, type="sharded_batch", transform="tests.runtime.factories:tag_pid", num_workers=2
         )
         batches = list(loader)
     finally:
@@ -87,7 +88,7 @@ def test_pinned_lancedb_table_reads_its_pinned_version(tmp_path: Path) -> None:
 
 
 def test_table_without_to_lance_is_read_by_offsets(db_uri: str) -> None:
-    factory = "rt_factories:open_offsets_only"
+    factory = "tests.runtime.factories:open_offsets_only"
     spec = {"type": "shuffle", "mode": "exact", "seed": 9, "rank": 0, "world_size": 2}
     loader = build(SourceSpec(uri=db_uri, table="items", connection_factory=factory), **spec)
     reference = build(SourceSpec(uri=db_uri, table="items"), **spec)
@@ -126,18 +127,18 @@ def test_worker_payload_holds_no_open_dataset_nor_secret(
 def test_sparse_runs_are_read_in_pieces_of_one_fragment_about_take_piece_rows_long(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sources, "TAKE_PIECE_ROWS", 100)
+    monkeypatch.setattr(readers, "TAKE_PIECE_ROWS", 100)
     a, b = object(), object()  # two fragments
     keep = np.arange(0, 60, 3)  # 20 of a run's 60 rows
-    runs = [sources._Range(f, o, 60, keep) for f, o in [(a, 0), (a, 70), (a, 140), (a, 210),
+    runs = [readers._Range(f, o, 60, keep) for f, o in [(a, 0), (a, 70), (a, 140), (a, 210),
                                                         (b, 0)]]
-    pieces = list(sources._pieces(runs))
+    pieces = list(readers._pieces(runs))
     assert [[r.offset for r in p] for p in pieces] == [[0, 70, 140, 210], [0]]
 
 
 def test_a_dense_run_is_read_alone_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     a = object()
     sparse, dense = np.arange(0, 60, 2)[:20], np.arange(0, 60, 2)  # 20 and 30 of 60 rows
-    runs = [sources._Range(a, 0, 60, sparse), sources._Range(a, 70, 60, None),
-            sources._Range(a, 140, 60, sparse), sources._Range(a, 210, 60, dense)]
-    assert [[r.offset for r in p] for p in sources._pieces(runs)] == [[0], [70], [140], [210]]
+    runs = [readers._Range(a, 0, 60, sparse), readers._Range(a, 70, 60, None),
+            readers._Range(a, 140, 60, sparse), readers._Range(a, 210, 60, dense)]
+    assert [[r.offset for r in p] for p in readers._pieces(runs)] == [[0], [70], [140], [210]]

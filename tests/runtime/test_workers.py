@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rt_support import build, ids_of, through_workers
 
 from loaderkit.runtime.dataset import ChunkDataset
-from loaderkit.runtime.plans import StandbyTask
+from loaderkit.runtime.tasks import StandbyTask
+from tests.runtime.support import build, ids_of, through_workers
 
 SPEC: dict[str, Any] = {"type": "shuffle", "seed": 4}
 
@@ -38,7 +38,7 @@ def test_workers_read_the_rest_of_the_pass_once_they_are_up(
     read_here.clear()
     got = ids_of(through_workers(loader))
     assert np.array_equal(got, expected)
-    tasks = len(list(loader._plan.tasks(0, 0)))
+    tasks = len(list(loader.row_sampler.tasks(0, 0)))
     assert 1 <= len(read_here) < tasks  # a prefix here, the rest in the workers
     assert not any(isinstance(t, StandbyTask) for t in read_here)
 
@@ -50,9 +50,9 @@ def test_a_pass_read_before_the_workers_are_up_does_not_wait_for_them(
     loader = build(lance_uri, num_workers=2, **SPEC)
     read_here.clear()
     got = ids_of(loader)
-    assert loader._ready.value < 2  # the pass ended while the workers were still starting
+    assert loader.workers.up < 2  # the pass ended while the workers were still starting
     assert np.array_equal(got, expected)
-    assert len(read_here) == len(list(loader._plan.tasks(0, 0)))
+    assert len(read_here) == len(list(loader.row_sampler.tasks(0, 0)))
     loader.shutdown_workers()
 
 
@@ -81,8 +81,8 @@ def test_no_worker_starts_while_the_gate_is_closed(
     loader.start_workers_after(Future())
     read_here.clear()
     assert np.array_equal(ids_of(loader), expected)
-    assert loader._workers is None
-    assert len(read_here) == len(list(loader._plan.tasks(0, 0)))
+    assert not loader.workers.started
+    assert len(read_here) == len(list(loader.row_sampler.tasks(0, 0)))
 
 
 def test_workers_start_between_chunks_once_the_gate_opens(
@@ -95,13 +95,13 @@ def test_workers_start_between_chunks_once_the_gate_opens(
     read_here.clear()
     iterator = iter(loader)
     batches = [next(iterator)]  # the first chunk is one batch
-    assert loader._workers is None
+    assert not loader.workers.started
     gate.set_result(None)
     batches.append(next(iterator))  # the next chunk boundary starts them
     deadline = time.monotonic() + 120
-    while loader._ready.value < 2:
+    while loader.workers.up < 2:
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.05)
     batches += list(iterator)
     assert np.array_equal(ids_of(batches), expected)
-    assert 2 <= len(read_here) < len(list(loader._plan.tasks(0, 0)))
+    assert 2 <= len(read_here) < len(list(loader.row_sampler.tasks(0, 0)))

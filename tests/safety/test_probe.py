@@ -131,7 +131,7 @@ def test_failed_background_probe_starts_no_worker(parent_only: Callable[[str], P
     before = set(multiprocessing.active_children())
     loader = load_recipe(str(parent_only("")))
     probe_error(loader)
-    assert loader._workers is None and loader._iterator is None
+    assert not loader.workers.started and loader._iterator is None
     assert set(multiprocessing.active_children()) <= before
 
 
@@ -176,4 +176,4 @@ def test_passing_background_probe_lets_workers_take_over(write_recipe: Write,
     loader = load_recipe(str(write_recipe(SAFE_RECIPE)))
     ids = [i for batch in loader for i in batch["id"].tolist()]
     assert sorted(ids) == list(range(300))
-    assert loader._ready.value == 2  # the transform's pass ran in the workers
+    assert loader.workers.up == 2  # the transform's pass ran in the workers

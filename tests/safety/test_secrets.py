@@ -78,7 +78,7 @@ def test_secret_is_not_in_the_pickled_collate_fn(safe_build: SafeBuild, secret: 
 
 
 def test_secret_is_not_in_the_pickled_sampler_tasks(safe_build: SafeBuild, secret: str) -> None:
-    tasks = list(safe_build.compiled.loader._plan.tasks(0))
+    tasks = list(safe_build.compiled.loader.row_sampler.tasks(0))
     assert tasks and secret.encode() not in pickle.dumps(tasks)
 
 

@@ -1,4 +1,4 @@
-"""Importable helpers that recipes name as "rt_factories:..."; run inside spawn workers.
+"""Importable helpers that recipes name as "tests.runtime.factories:..."; run inside spawn workers.
 
 conftest.py puts this directory on sys.path; multiprocessing's spawn copies
 sys.path into each worker, so workers import this module by the same name.

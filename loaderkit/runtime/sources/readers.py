@@ -1,22 +1,13 @@
-"""Opening a source and reading rows from it: the only module that talks to Lance/LanceDB.
+"""Reading rows from an open source: the only module that reads through Lance/LanceDB.
 
-A worker receives a `SourceSpec` (plain data, secrets as `EnvValue` names) and
-calls `open_reader` itself: a `LanceDataset` is never pickled, because it
-carries its resolved storage options, credentials included.
-
-Every engine error, while opening or while reading (a data file deleted or
-corrupted mid-epoch, an object store that stops answering), is raised as a
-`SourceError` that names the source as the recipe wrote it, without the
-engine's Rust source locations and without the value of any `${env:...}`.
+`LanceReader` is the fast path, over a Lance dataset (directly, or behind a local
+LanceDB table); `TableReader` reads any table by row offsets (memory:// and
+remote tables). Both raise engine errors as `SourceError` (failures.py).
 """
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import dataclasses
-import re
-import signal
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -28,183 +19,13 @@ import lance.file
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.errors import FactoryError, RuntimeFailure, SourceError, engine_message
-from loaderkit.references import call_user, import_attr
-from loaderkit.runtime.plans import ScanRun, Universe
+from loaderkit.errors import SourceError
+from loaderkit.runtime.sources import storage_options
+from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import EnvValue, resolve_text
+from loaderkit.runtime.universe import ScanRun, Universe
 
 Columns = dict[str, str] | None
-
-
-def _storage_options(source: SourceSpec) -> dict[str, str] | None:
-    # Resolved here, in the process that uses them, and never stored on a spec.
-    opts = {k: resolve_text(v) for k, v in source.storage_options.items()}
-    return opts or None
-
-
-def _checkout(obj: Any, version: int | str | None) -> Any:
-    if version is None:
-        return obj
-    if isinstance(obj, lance.LanceDataset):
-        return obj.checkout_version(version)
-    if getattr(obj, "version", None) != version:
-        obj.checkout(version)
-    return obj
-
-
-def describe(source: SourceSpec) -> str:
-    """The source as the recipe wrote it: safe to print (an `${env:...}` uri stays a reference)."""
-    where = repr(source.uri) if not isinstance(source.uri, str) else source.uri
-    return f"{where} table {source.table!r}" if source.table else where
-
-
-def _redact(text: str, source: SourceSpec | None) -> str:
-    """`text` with the value of each `${env:...}` of `source` replaced by its reference.
-
-    An engine's message may quote what it was given (a resolved uri, an option);
-    values under 4 characters are left alone, as they cannot be told from ordinary text.
-    """
-    if source is None:
-        return text
-    refs = [source.uri, source.api_key, *source.storage_options.values()]
-    for ref in refs:
-        if isinstance(ref, EnvValue) and ref.is_secret:
-            value = resolve_text(ref)
-            if len(value) >= 4:
-                text = text.replace(value, repr(ref))
-    return text
-
-
-def source_error(verb: str, source: SourceSpec | None, exc: BaseException) -> SourceError:
-    """`SourceError("VERB SOURCE: MESSAGE")` for an engine error; chain it with `from exc`."""
-    where = describe(source) if source is not None else "the source"
-    return SourceError(f"{verb} {where}: {_redact(engine_message(exc), source)}")
-
-
-@contextlib.contextmanager
-def reading(source: SourceSpec | None) -> Iterator[None]:
-    """Raise the engine's errors inside the block as a `SourceError` naming `source`.
-
-    The runtime's own errors pass unchanged, and so does `MemoryError`, which is
-    the host's problem rather than the source's, and so does what a signal handler
-    raised while the engine was reading (DataLoader's SIGCHLD handler reporting a
-    dead worker, a user's alarm timeout).
-    """
-    try:
-        yield
-    except (RuntimeFailure, MemoryError):
-        raise
-    except Exception as exc:  # Lance/Arrow raise ArrowInvalid, OSError, ValueError...
-        if _raised_by_signal_handler(exc):
-            raise
-        crossed = _python_error_inside(exc)
-        if crossed is not None:
-            raise crossed from exc
-        raise source_error("reading", source, exc) from exc
-
-
-# A Python exception that crossed the engine: Lance runs the signal handlers while it
-# reads and passes on what they raise as "External error: RuntimeError: ...".
-_CROSSED = re.compile(r"External error: (\w+)(?:: (.*))?$", re.DOTALL)
-
-
-def _python_error_inside(exc: BaseException) -> BaseException | None:
-    """The builtin exception (KeyboardInterrupt, RuntimeError...) an engine error wraps."""
-    match = _CROSSED.match(engine_message(exc))
-    kind = getattr(builtins, match.group(1), None) if match else None
-    if match is None or not (isinstance(kind, type) and issubclass(kind, BaseException)):
-        return None
-    try:
-        return kind(match.group(2)) if match.group(2) else kind()
-    except Exception:  # a builtin that takes other arguments
-        return None
-
-
-def _raised_by_signal_handler(exc: BaseException) -> bool:
-    """Whether `exc` came out of a Python signal handler (found in its traceback)."""
-    handlers = set()
-    for signum in signal.valid_signals():
-        with contextlib.suppress(ValueError, OSError):
-            handler = signal.getsignal(signum)
-            if callable(handler):
-                function = getattr(handler, "__func__", handler)  # a bound method's function
-                code = getattr(function, "__code__", None)
-                if code is None:  # a callable object
-                    code = getattr(type(handler).__call__, "__code__", None)
-                if code is not None:
-                    handlers.add(code)
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code in handlers:
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def live_source(obj: Any) -> SourceSpec:
-    """The spec of a live LanceDB `Table` or `lance.LanceDataset` (`load_recipe(source=...)`).
-
-    Where workers can open the same rows themselves (a dataset on disk, or on an
-    object store it reaches without options handed to it), the spec names it by
-    uri, pinned to the object's version; otherwise (a `memory://` or remote table, a
-    dataset opened with storage options, which may hold credentials) it is `live`:
-    read in this process only.
-    """
-    if not isinstance(obj, lance.LanceDataset) and not hasattr(obj, "take_offsets"):
-        raise SourceError(f"source= takes a LanceDB Table or a lance.LanceDataset, not a "
-                          f"{type(obj).__name__}")
-    ds = as_lance_dataset(obj)
-    if ds is not None and not ds.initial_storage_options:
-        return SourceSpec(uri=ds.uri, version=int(ds.version))
-    name = getattr(obj, "name", None)
-    where = f"{type(obj).__name__} {name!r}" if name else type(obj).__name__
-    return SourceSpec(uri=f"<live {where}>", table=name, version=obj.version, live=True)
-
-
-def open_source(source: SourceSpec) -> Any:
-    """Open the source in this process: a `lance.LanceDataset` or a LanceDB table.
-
-    The pinned `version` (if any) is checked out, so every reader sees the same rows.
-    """
-    if source.live:
-        raise SourceError(f"{describe(source)} was handed to load_recipe in another process; "
-                          "only that process can read it")
-    try:
-        if source.connection_factory is not None:
-            factory = import_attr(source.connection_factory)
-            name = source.table if source.table is not None else resolve_text(source.uri)
-            opened = call_user(FactoryError, source.connection_factory, factory, name)
-            return _checkout(opened, source.version)
-        uri = resolve_text(source.uri)
-        if source.is_lancedb:
-            import lancedb
-
-            kwargs: dict[str, Any] = {"storage_options": _storage_options(source)}
-            if source.api_key is not None:
-                kwargs["api_key"] = resolve_text(source.api_key)
-            if source.region is not None:
-                kwargs["region"] = source.region
-            if source.host_override is not None:
-                kwargs["host_override"] = source.host_override
-            table = lancedb.connect(uri, **kwargs).open_table(str(source.table))
-            return _checkout(table, source.version)
-        return lance.dataset(uri, version=source.version, storage_options=_storage_options(source))
-    except (SourceError, FactoryError):
-        raise
-    except Exception as exc:  # Lance raises plain ValueError/OSError/RuntimeError
-        raise source_error("cannot open", source, exc) from exc
-
-
-def pin_version(source: SourceSpec) -> SourceSpec:
-    """Return `source` with `version` set to the version current now (if it was unset).
-
-    Workers open exactly this version, so an append during training cannot
-    change the rows (or their addresses) of an epoch already planned.
-    """
-    if source.version is not None:
-        return source
-    return dataclasses.replace(source, version=int(open_source(source).version))
 
 
 class Reader(Protocol):
@@ -500,7 +321,7 @@ class _FileRows:
         try:
             reader = lance.file.LanceFileReader(
                 f"{ds.uri.rstrip('/')}/data/{data.path}",
-                storage_options=_storage_options(source) if source is not None else None,
+                storage_options=storage_options(source) if source is not None else None,
                 columns=list(picked.values()),
             )
             file_fields = list(reader.metadata().schema)
@@ -621,6 +442,3 @@ def reader_for(obj: Any, source: SourceSpec | None = None) -> Reader:
         return TableReader(obj, source)
     raise SourceError(f"cannot read from a {type(obj).__name__}: not a Lance dataset or table")
 
-
-def open_reader(source: SourceSpec) -> Reader:
-    return reader_for(open_source(source), source)

@@ -78,7 +78,7 @@ def through_workers(loader: RecipeLoader) -> list[Any]:
     iterator = iter(loader)
     first = next(iterator)
     deadline = time.monotonic() + 120
-    while loader._ready.value < loader.num_workers:
+    while loader.workers.up < loader.num_workers:
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.05)
     return [first, *iterator]

@@ -51,8 +51,7 @@ def wait_for_port(port: int, seconds: float = 30.0) -> None:
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child python: this repo importable, plus `extra`."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), str(REPO),
-                                                    env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
 

@@ -1,0 +1,21 @@
+"""A Lance dataset named by `source.uri`: a path, file://, s3://, gs:// or az://."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loaderkit.runtime.sources import SourceKind, storage_options
+from loaderkit.runtime.spec import SourceSpec
+from loaderkit.vocabulary import resolve_text
+
+
+class LanceDataset(SourceKind):
+    name = "lance_dataset"
+    label = "Lance dataset"
+
+    @staticmethod
+    def open(source: SourceSpec) -> Any:
+        import lance
+
+        return lance.dataset(resolve_text(source.uri), version=source.version,
+                             storage_options=storage_options(source))
