@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from loaderkit.errors import (
     CacheBudgetError,
+    DecodeError,
     Diagnostic,
     FactoryError,
     FormatError,
@@ -19,6 +20,7 @@ from loaderkit.errors import (
     RecipeError,
     ResumeError,
     RuntimeFailure,
+    SamplerError,
     Severity,
     SourceError,
     TransformError,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CacheBudgetError",
+    "DecodeError",
     "Diagnostic",
     "FactoryError",
     "FormatError",
@@ -39,6 +42,7 @@ __all__ = [
     "RecipeError",
     "ResumeError",
     "RuntimeFailure",
+    "SamplerError",
     "Severity",
     "SourceError",
     "TransformError",

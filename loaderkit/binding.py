@@ -182,6 +182,7 @@ def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:
 
 def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
     from loaderkit.runtime.formats import unsupported_columns
+    from loaderkit.runtime.sources.readers import LanceReader
 
     read = plan.read
     problems = []
@@ -207,7 +208,15 @@ def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
             problems.append(_invalid_filter(plan, read.filter, engine_message(exc), names))
     if problems:
         return problems
-    schema: pa.Schema = dataset.scanner(columns=read.columns, limit=0).projected_schema
+    schema: pa.Schema = LanceReader(dataset).schema(read.columns)  # as delivered
+    for spec in read.decode:
+        if spec.column in schema.names:
+            kind = schema.field(spec.column).type
+            if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+                problems.append(rule("LK412").at(
+                    plan.locate("decode", spec.column),
+                    f"decode '{spec.type}' needs encoded bytes, but column '{spec.column}' "
+                    f"holds {kind}", "decode a binary, blob or Hugging Face Image column"))
     for column, reason in unsupported_columns(schema, read.format).items():
         problems.append(rule("LK404").at(
             plan.locate(*_column_path(plan, column)),
@@ -272,7 +281,7 @@ def _inside_value(where: Location, offset: int) -> Location:
 
 
 def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
-    if plan.loader.num_workers > 0 and plan.read.transform is None:
+    if plan.loader.num_workers > 0 and plan.read.transform is None and not plan.read.decode:
         return [rule("LK408").at(plan.locate("loader", "num_workers"),
                                  f"{plan.loader.num_workers} workers with no transform only read "
                                  "and ship batches, which is slower than reading in the main "

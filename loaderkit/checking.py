@@ -55,6 +55,10 @@ class SafetyReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # The spawn probe when it runs in the background: fails with its RecipeError.
     pending_probe: Future[None] | None = None
+    # Rows per task (what a worker reads and processes at once), and whether that is one
+    # batch (decoding or a transform shared evenly by the workers) or a chunk.
+    task_rows: int | None = None
+    per_batch: bool = False
 
     @property
     def payload_bytes(self) -> int:
@@ -62,7 +66,8 @@ class SafetyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"multiprocessing_context": self.context, "num_workers": self.num_workers,
-                "payload_bytes_per_worker": self.payload_bytes,
+                "payload_bytes_per_worker": self.payload_bytes, "task_rows": self.task_rows,
+                "task_is_one_batch": self.per_batch,
                 "crossings": [vars(c) for c in self.crossings],
                 "checks": [{"check": name, "result": result} for name, result in self.checks]}
 
@@ -73,6 +78,11 @@ class SafetyReport:
             head = (f"safety: {self.num_workers} {self.context} workers, each receives "
                     f"{self.payload_bytes:,} bytes")
         lines = [head]
+        if self.num_workers and self.task_rows is not None:
+            unit = (f"one batch ({self.task_rows:,} rows), so the workers share the work "
+                    "evenly and each holds only what it prefetches") if self.per_batch else \
+                f"a chunk of up to {self.task_rows:,} rows"
+            lines.append(f"  each task: {unit}")
         lines += [f"  crosses: {c.what} (from `{c.recipe_key}`), "
                   f"{'?' if c.size is None else f'{c.size:,} bytes'}: {c.result}"
                   for c in self.crossings]
@@ -174,6 +184,7 @@ def check(plan: Plan, loader: Any, *, probe: bool = True, background: bool = Fal
     """
     if report is None:
         report = check_references(plan)
+    report.task_rows, report.per_batch = loader.task_rows, loader.per_batch
     if plan.loader.num_workers == 0:
         report.checks.append(("pickle and spawn", "skipped: loading runs in this process"))
         return report

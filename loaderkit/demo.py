@@ -1,8 +1,9 @@
 """`loaderkit demo`: write a small demo dataset, then build and run a recipe over it.
 
-The dataset imitates an image-prompt corpus (DiffusionDB-like): raw image bytes,
-a 128-d image embedding, a prompt, an aesthetic score and a label, as a Lance
-dataset and as a table in a LanceDB database. The recipes in `recipes/` read it.
+The dataset imitates an image-prompt corpus (DiffusionDB-like): a small JPEG per
+row in a blob column (Lance's home for images), a 128-d image embedding, a
+prompt, an aesthetic score and a label, as a Lance dataset and as a table in a
+LanceDB database. The recipes in `recipes/` read it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ DATASET = "diffusiondb_train.lance"
 DATABASE = "lancedb"
 TABLE = "train"
 EMBEDDING_DIM = 128
-IMAGE_SIDE = 8
+IMAGE_SIDE = 32
 
 SCHEMA_FILE = "recipe.schema.json"
 DEMO_RECIPE = f"""\
@@ -36,23 +37,44 @@ loader:
 """
 
 
+def demo_images(labels: Any, seed: int = 0) -> list[bytes]:
+    """One small JPEG per label: a colour for the label, a gradient and some noise."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:IMAGE_SIDE, 0:IMAGE_SIDE].astype(np.float32) / IMAGE_SIDE
+    palette = rng.integers(40, 216, (10, 3)).astype(np.float32)
+    images = []
+    for label in labels:
+        pixels = palette[int(label) % 10] * (0.6 + 0.4 * x[..., None] * y[..., None])
+        pixels += rng.normal(0, 12, pixels.shape)
+        out = io.BytesIO()
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(out, "JPEG", quality=85)
+        images.append(out.getvalue())
+    return images
+
+
 def demo_table(rows: int, seed: int = 0) -> Any:
+    import lance
     import numpy as np
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
     embeddings = rng.standard_normal((rows, EMBEDDING_DIM), dtype=np.float32)
-    images = rng.integers(0, 256, (rows, IMAGE_SIDE * IMAGE_SIDE * 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, rows, dtype=np.int32)
     words = np.array(["a", "cat", "dog", "painting", "of", "sunset", "city", "neon", "forest"])
     prompts = [" ".join(rng.choice(words, size=int(rng.integers(3, 9)))) for _ in range(rows)]
     return pa.table({
         "id": pa.array(np.arange(rows, dtype=np.int64)),
-        "image": pa.array([row.tobytes() for row in images], pa.binary()),
+        "image": lance.blob_array(demo_images(labels, seed)),
         "image_emb": pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)),
                                                        EMBEDDING_DIM),
         "prompt": pa.array(prompts, pa.string()),
         "aesthetic_score": pa.array(rng.uniform(0, 10, rows).astype(np.float32)),
-        "label": pa.array(rng.integers(0, 10, rows, dtype=np.int32)),
+        "label": pa.array(labels),
     })
 
 
@@ -77,14 +99,3 @@ def write_demo(directory: Path = DEMO_DIR, rows: int = 20_000) -> Path:
     recipe = directory / "demo.yaml"
     recipe.write_text(DEMO_RECIPE.format(dir=directory.as_posix()))
     return recipe
-
-
-def decode_images(batch: dict[str, Any]) -> dict[str, Any]:
-    """A `transform` for `format: python_col`: image bytes -> a [B, 3, H, W] float tensor."""
-    import numpy as np
-    import torch
-
-    raw = np.frombuffer(b"".join(batch.pop("image")), dtype=np.uint8)
-    images = torch.from_numpy(raw.copy()).view(-1, IMAGE_SIDE, IMAGE_SIDE, 3)
-    batch["image"] = images.permute(0, 3, 1, 2).float().div_(255)
-    return batch

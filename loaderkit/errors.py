@@ -126,6 +126,10 @@ class FormatError(RuntimeFailure):
     """A column cannot be represented in the requested batch format."""
 
 
+class DecodeError(RuntimeFailure):
+    """A value of a `decode:` column could not be decoded (a corrupt or truncated image)."""
+
+
 class ResumeError(RuntimeFailure):
     """A saved loader state cannot be continued exactly by this loader."""
 

@@ -8,12 +8,14 @@ from these classes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loaderkit.vocabulary import (
+    DecodeType,
     FormatName,
+    ImageMode,
     MultiprocessingContext,
     SamplerType,
     ShuffleMode,
@@ -109,6 +111,19 @@ class Loader(Section):
                                 "LanceDataset.")
 
 
+class Decode(Section):
+    """How one output column is decoded, inside the workers, before `transform`."""
+
+    type: DecodeType = Field("image", description="image: encoded JPEG, PNG, WebP, ... bytes "
+                                                  "(or a blob, or a Hugging Face Image) -> a "
+                                                  "uint8 tensor [C, H, W].")
+    mode: ImageMode = Field("RGB", description="Channels: RGB (3), L (1, grey) or RGBA (4).")
+    size: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)] | \
+        None = Field(None, description="Resize to [height, width] (antialiased bilinear); "
+                                       "then a batch stacks to [B, C, H, W].",
+                     examples=[[224, 224]])
+
+
 class Recipe(Section):
     """A loaderkit recipe, format version 1."""
 
@@ -136,6 +151,10 @@ class Recipe(Section):
     transform: str | None = Field(None, description="`module:attribute`, fn(batch) -> batch, "
                                                      "called inside each worker.",
                                   examples=["my_project.data:decode"])
+    decode: dict[str, Decode] | None = Field(
+        None, description="Built-in decoding of output columns, run inside the workers on "
+                          "each batch before `transform` (see docs/formats.md).",
+        examples=[{"image": {"type": "image", "mode": "RGB", "size": [224, 224]}}])
     sampler: Sampler = Field(default_factory=Sampler,  # type: ignore[arg-type]
                              description="Which rows each (rank, worker) reads, in which order.")
     loader: Loader = Field(default_factory=Loader,  # type: ignore[arg-type]

@@ -16,7 +16,8 @@ from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
-from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, SourceSpec
+from loaderkit.runtime.sources import kind_of
+from loaderkit.runtime.spec import DecodeSpec, LoaderSpec, ReadSpec, SamplerSpec, SourceSpec
 from loaderkit.vocabulary import EnvValue, Text, parse_env
 
 REDACTED = "<redacted>"
@@ -102,10 +103,13 @@ def plan(recipe: Recipe, document: Document,
         assert recipe.source is not None, "validation requires a source"
         source = source_spec(recipe.source)
     columns = recipe.columns
+    decode = tuple(DecodeSpec(column, d.type, d.mode,
+                              (d.size[0], d.size[1]) if d.size is not None else None)
+                   for column, d in (recipe.decode or {}).items())
     read = ReadSpec(source=source,
                     columns={c: c for c in columns} if isinstance(columns, list) else columns,
                     filter=recipe.filter, format=recipe.format, transform=recipe.transform,
-                    batch_readahead=recipe.loader.batch_readahead)
+                    batch_readahead=recipe.loader.batch_readahead, decode=decode)
 
     s, lo = recipe.sampler, recipe.loader
     rank, world = s.rank, s.world_size
@@ -144,14 +148,15 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     if src.storage_options:
         source_settings["storage_options"] = {
             k: shown(v, ("source", "storage_options", k)) for k, v in src.storage_options.items()}
-    kind = {"live": "live source (load_recipe(source=...))", "lancedb_table": "LanceDB table",
-            "factory": "LanceDB table" if src.is_lancedb else "Lance dataset",
-            "lance_dataset": "Lance dataset"}[src.kind]
-    source = node("source", kind, ("source",), source_settings)
+    source = node("source", kind_of(src).label, ("source",), source_settings)
     dataset = node("dataset", "ChunkDataset", ("columns",),
                    {"columns": read.columns or "all", "filter": read.filter,
                     "format": read.format})
     dataset.children.append(source)
+    for spec in read.decode:
+        dataset.children.append(node("decode", f"{spec.column} ({spec.type})",
+                                     ("decode", spec.column),
+                                     {"mode": spec.mode, "size": spec.size}))
     if read.transform:
         dataset.children.append(node("transform", read.transform, ("transform",), {}))
     sampler_settings: dict[str, Any] = {"seed": sampler.seed, "rank": sampler.rank,

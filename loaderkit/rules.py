@@ -185,6 +185,19 @@ RULES: dict[str, Rule] = {
              _HEAD + "source:\n  uri: data/train.lance\n  api_key: ${env:LANCEDB_API_KEY}\n",
              _HEAD + "source:\n  uri: db://my-project\n  table: train\n"
              "  api_key: ${env:LANCEDB_API_KEY}\n"),
+        Rule("LK212", "decode-unknown-column", E,
+             "A `decode:` entry for a column that is not among the recipe's `columns`.",
+             "Decoding runs on the delivered batch; a column it names that is not there "
+             "would fail in every worker.",
+             _HEAD + _SRC + "columns: [img, prompt]\ndecode:\n  image: {type: image}\n",
+             _HEAD + _SRC + "columns: [image, prompt]\ndecode:\n  image: {type: image}\n"),
+        Rule("LK213", "decode-needs-named-columns", E,
+             "`decode:` with a format whose batches have no named columns to replace "
+             "(`arrow`, `pandas`, `polars`, `torch_col`).",
+             "Decoded images are tensors; those formats cannot hold them in place of a "
+             "column.",
+             _HEAD + _SRC + "format: arrow\ndecode:\n  image: {type: image}\n",
+             _HEAD + _SRC + "format: torch\ndecode:\n  image: {type: image}\n"),
         # --- secrets ---------------------------------------------------------------------
         Rule("LK301", "secret-in-clear", E,
              "`api_key`, or a storage option named like a key, secret, token, password or "
@@ -212,11 +225,12 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "filter: \"aesthetic_score >\"\n",
              _HEAD + _SRC + "filter: \"aesthetic_score > 5\"\n"),
         Rule("LK404", "format-cannot-hold-column", E,
-             "A string, binary or nested column selected with a tensor format (`torch`, "
-             "`torch_col`).",
+             "A column the recipe's format cannot represent at all: a string, binary or "
+             "nested column with `torch_col` (one tensor of numbers). The default `torch` "
+             "format holds such columns as Python lists, as torch's default_collate does.",
              "Tensors hold numbers; the conversion would crash in the worker.",
-             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: torch\n",
-             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: python_col\n"),
+             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: torch_col\n",
+             _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: torch\n"),
         Rule("LK405", "reference-not-importable", E,
              "`transform` or `connection_factory` names a module or attribute that cannot be "
              "imported, or an object that is not callable.",
@@ -237,7 +251,8 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "sampler:\n  type: shuffle\n  world_size: 2\nloader:\n"
              "  drop_last: true\n"),
         Rule("LK408", "workers-without-transform", W,
-             "`num_workers > 0` with no `transform`: the workers only read and ship batches.",
+             "`num_workers > 0` with no `transform` and no `decode`: the workers only read "
+             "and ship batches.",
              "Reading is already parallel inside Lance; shipping each batch back costs about "
              "2 us per row, so workers without work to do make the loader slower.",
              _HEAD + _SRC + "loader:\n  num_workers: 4\n",
@@ -265,6 +280,12 @@ RULES: dict[str, Rule] = {
              "key and your frames are what you need to fix it.",
              _HEAD + _SRC + "transform: my_project.data:decode   # raises on some batch\n",
              _HEAD + _SRC + "transform: my_project.data:decode   # fixed\n"),
+        Rule("LK412", "decode-wrong-type", E,
+             "`decode:` names a column that holds no encoded data: not binary, a blob, a "
+             "Hugging Face Image or a string.",
+             "An image decoder reads bytes; numbers or vectors are not images.",
+             _HEAD + _SRC + "columns: [image_emb]\ndecode:\n  image_emb: {type: image}\n",
+             _HEAD + _SRC + "columns: [image]\ndecode:\n  image: {type: image}\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

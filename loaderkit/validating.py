@@ -23,7 +23,7 @@ from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path, iter_strings
 from loaderkit.rules import rule
-from loaderkit.vocabulary import ENV_REFERENCE, env_reference
+from loaderkit.vocabulary import DECODABLE_FORMATS, ENV_REFERENCE, env_reference
 
 REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
                        r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -308,6 +308,8 @@ def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
                                f"rank {rank} is outside world_size {world}",
                                "ranks count from 0 to world_size - 1")
 
+    yield from _decode_rules(document, data)
+
     uri, table = _get(data, "source", "uri"), _get(data, "source", "table")
     if isinstance(uri, str):
         yield from _source_rules(document, data, uri, table, workers)
@@ -336,6 +338,28 @@ def _source_rules(document: Document, data: dict[str, Any], uri: str, table: Any
                                f"'{uri}' looks like a Lance dataset, but `table` makes it a "
                                "LanceDB database", "remove `table`, or point uri at the "
                                                    "database directory")
+
+
+def _decode_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    decode, columns = data.get("decode"), data.get("columns")
+    if not isinstance(decode, dict) or not decode:
+        return
+    if isinstance(columns, list | dict) and columns:
+        names = [str(c) for c in columns]
+        for column in decode:
+            if column not in names:
+                close = difflib.get_close_matches(str(column), names, n=1)
+                yield rule("LK212").at(
+                    document.locate(("decode", column), key=True),
+                    f"decode names '{column}', which is not an output column",
+                    f"did you mean '{close[0]}'?" if close else
+                    "output columns: " + ", ".join(names))
+    fmt = data.get("format", "torch")
+    if isinstance(fmt, str) and fmt not in DECODABLE_FORMATS:
+        key = ("format",) if "format" in data else ("decode",)
+        yield rule("LK213").at(document.locate(key),
+                               f"format '{fmt}' has no named columns for decode to replace",
+                               "use one of: " + ", ".join(DECODABLE_FORMATS))
 
 
 def _secrets_in_clear(document: Document) -> Iterator[Diagnostic]:

@@ -29,6 +29,14 @@ UnevenPolicy = Literal["allow", "pad"]
 
 MultiprocessingContext = Literal["spawn", "forkserver", "fork"]
 
+# `decode:` types (runtime/decoding.py has one decoder per type) and image modes.
+DecodeType = Literal["image"]
+DECODE_TYPES: tuple[str, ...] = get_args(DecodeType)
+ImageMode = Literal["RGB", "L", "RGBA"]
+
+# Formats whose batches have named columns that `decode:` can replace.
+DECODABLE_FORMATS = ("torch", "numpy", "python", "python_col")
+
 # How a source is opened: a Lance dataset by uri; a table of a LanceDB database (a
 # directory, memory:// or db://); whatever a user's connection factory returns; a live
 # object handed to `load_recipe(source=...)`.

@@ -19,6 +19,7 @@ from loaderkit.errors import TransformError
 from loaderkit.references import call_user, import_attr
 from loaderkit.runtime.cache import ShuffleCache
 from loaderkit.runtime.chunks import Chunk, HeldChunk, ReadyChunk, fill, one_batch, rebatch
+from loaderkit.runtime.decoding import decode_batch, in_batch
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.sources import open_reader
 from loaderkit.runtime.spec import ReadSpec
@@ -75,13 +76,14 @@ class ChunkDataset(torch.utils.data.Dataset):
         return f"read {rows} row(s) of version {self.read.source.version}"
 
     def __getitem__(self, task: Task) -> Chunk:
-        """The task's batches, transformed when the recipe has a transform.
+        """The task's batches, decoded and transformed when the recipe says so.
 
         A chunk read as a whole is converted once; its batches are views (or, for
         shuffled rows, small gathers) made as the consumer iterates, so a worker
         ships one buffer per column per chunk, not one per batch.
         """
-        return self._transformed(self._read(task))
+        ids = task.ids if isinstance(task, TakeTask) else None
+        return self._finished(self._read(task), ids)
 
     def _read(self, task: Task) -> Chunk:
         fmt = self.format
@@ -107,16 +109,35 @@ class ChunkDataset(torch.utils.data.Dataset):
         """
         fmt = self.format
         for batch in rebatch(self._scanned(runs), self.batch_size):
-            yield from self._transformed(ReadyChunk([fmt.deliver(batch)]))
+            yield from self._finished(ReadyChunk([fmt.deliver(batch)]), None)
 
-    def _transformed(self, chunk: Chunk) -> Chunk:
-        reference = self.read.transform
-        if reference is None:
+    def _finished(self, chunk: Chunk, ids: np.ndarray | None) -> Chunk:
+        """Each batch decoded (`decode:`), then transformed (`transform`), in that order.
+
+        `ids`: the chunk's row ids in delivery order, when known, so that a corrupt
+        image is reported by its row id.
+        """
+        reference, decode = self.read.transform, self.read.decode
+        if reference is None and not decode:
             return chunk
-        if self._transform is None:
+        if reference is not None and self._transform is None:
             self._transform = import_attr(reference)
-        return ReadyChunk([call_user(TransformError, reference, self._transform, b)
-                           for b in chunk])
+        transform = self._transform
+        out = []
+        for index, batch in enumerate(chunk):
+            if decode:
+                batch = decode_batch(batch, decode, self._row_names(ids, index))
+            if reference is not None and transform is not None:
+                batch = call_user(TransformError, reference, transform, batch)
+            out.append(batch)
+        return ReadyChunk(out)
+
+    def _row_names(self, ids: np.ndarray | None, index: int) -> Callable[[int], str]:
+        """How row k of batch `index` of a chunk is named in an error (its row id, if known)."""
+        if ids is None:
+            return in_batch
+        start = index * self.batch_size
+        return lambda k: str(self.reader.describe_row(int(ids[start + k])))
 
     def _scanned(self, runs: Iterable[ScanRun]) -> Iterator[Any]:
         cols, filt = self.read.columns, self.read.filter

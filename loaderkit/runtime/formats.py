@@ -101,6 +101,27 @@ def _to_tensors(batch: pa.RecordBatch) -> dict[str, torch.Tensor]:
     return {n: column_to_tensor(n, a) for n, a in _named(batch)}
 
 
+def column_to_objects(arr: pa.Array) -> np.ndarray:
+    """A column no tensor can hold (strings, binary, nested), as a 1-D object array: what
+    `torch` holds it as (slicing and gathering like the tensors), and delivers as a list."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) \
+            or pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        return arr.to_numpy(zero_copy_only=False)
+    return np.fromiter(arr.to_pylist(), dtype=object, count=len(arr))
+
+
+def _to_torch(batch: pa.RecordBatch) -> dict[str, torch.Tensor | np.ndarray]:
+    """`torch`: numeric and vector columns as tensors, the rest as object arrays."""
+    return {n: column_to_tensor(n, a) if _tensor_column(_storage(a).type)
+            else column_to_objects(a) for n, a in _named(batch)}
+
+
+def _lists(held: dict[str, Any]) -> dict[str, Any]:
+    """A held `torch` batch as delivered: object columns become Python lists, as
+    torch's default_collate leaves strings."""
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in held.items()}
+
+
 def _stack_column_major(columns: dict[str, torch.Tensor]) -> torch.Tensor:
     """`torch_col`, as LanceDB's: one `(C, B)` tensor, a vector column contributing its width
     in rows. Columns of different dtypes are promoted to a common dtype (torch's rules)."""
@@ -185,24 +206,24 @@ class BatchFormat:
                 for f in schema if not self.holds(f.type)}
 
 
-def _tensor_columns(held: dict[str, torch.Tensor]) -> Arrays:
-    return {k: t.numpy() for k, t in held.items()}
+def _tensor_columns(held: dict[str, Any]) -> Arrays:
+    return {k: t.numpy() if isinstance(t, torch.Tensor) else t for k, t in held.items()}
 
 
-def _tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+def _tensors(arrays: Arrays) -> dict[str, Any]:
+    return {k: v if v.dtype.hasobject else torch.from_numpy(v) for k, v in arrays.items()}
 
 
 _NO_TENSOR = "has no tensor form (only numeric and fixed-size-list columns)"
-_TORCH = {"convert": _to_tensors, "rows": _first_length, "slice": _slice_columns,
-          "columns": _tensor_columns, "from_columns": _tensors, "holds": _tensor_column,
-          "cannot_hold_reason": _NO_TENSOR}
 
 FORMAT_TABLE: dict[str, BatchFormat] = {f.name: f for f in [
     BatchFormat("arrow", _same, lambda b: b.num_rows, lambda b, a, z: b.slice(a, z - a),
                 take=lambda b, index: b.take(pa.array(index))),
-    BatchFormat("torch", **_TORCH),  # type: ignore[arg-type]
-    BatchFormat("torch_col", finish=_stack_column_major, **_TORCH),  # type: ignore[arg-type]
+    BatchFormat("torch", _to_torch, _first_length, _slice_columns, finish=_lists,
+                columns=_tensor_columns, from_columns=_tensors),
+    BatchFormat("torch_col", _to_tensors, _first_length, _slice_columns,
+                finish=_stack_column_major, columns=_tensor_columns, from_columns=_tensors,
+                holds=_tensor_column, cannot_hold_reason=_NO_TENSOR),
     BatchFormat("numpy", lambda b: {n: column_to_numpy(a) for n, a in _named(b)}, _first_length,
                 _slice_columns, columns=_same, from_columns=_same),
     BatchFormat("pandas", _pandas, len,

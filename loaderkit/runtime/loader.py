@@ -55,8 +55,11 @@ class RecipeLoader(torch.utils.data.DataLoader):
     exactly the batches of that epoch not yet delivered, in the same order.
     """
 
-    def __init__(self, dataset: ChunkDataset, sampler: Sampler, loader: LoaderSpec) -> None:
+    def __init__(self, dataset: ChunkDataset, sampler: Sampler, loader: LoaderSpec,
+                 per_batch: bool = False) -> None:
         self.row_sampler = sampler
+        # One task per batch, not per chunk: see `Sampler.tasks`.
+        self.per_batch = per_batch
         self._spec = loader
         self._state = EpochState()
         self._task_sampler = _TaskSampler()
@@ -100,9 +103,14 @@ class RecipeLoader(torch.utils.data.DataLoader):
         """Batches per epoch on this rank."""
         return self.row_sampler.batches()
 
+    @property
+    def task_rows(self) -> int:
+        """The most rows one task (what a worker reads at once) holds."""
+        return self.row_sampler.batch_size if self.per_batch else self.row_sampler.chunk_rows
+
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         epoch, skip, token = self._state.begin()
-        self._task_sampler.tasks = self.row_sampler.tasks(epoch, skip)
+        self._task_sampler.tasks = self.row_sampler.tasks(epoch, skip, self.per_batch)
         runs = self.row_sampler.scan_runs(epoch, skip) if self.num_workers == 0 else None
         return self._deliver(token, runs)
 
@@ -215,4 +223,9 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
     dataset = ChunkDataset(read, loader.batch_size, cache_runs, sampler.cache_mb)
     # Also with workers: the main process reads each epoch's first tasks itself.
     dataset.use_reader(reader)
-    return RecipeLoader(dataset, rows, loader)
+    # Rows that cost CPU (decoding, a transform in the workers) or hold large payloads
+    # (blobs, images) go out a batch at a time: workers share them evenly, and a chunk
+    # of images never sits in one process's memory.
+    per_batch = bool(read.decode) or bool(reader.payloads(read.columns)) or (
+        read.transform is not None and loader.num_workers > 0)
+    return RecipeLoader(dataset, rows, loader, per_batch)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loaderkit.vocabulary import (
+    DecodeType,
     FormatName,
+    ImageMode,
     MultiprocessingContext,
     SamplerType,
     ShuffleMode,
@@ -54,6 +56,16 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class DecodeSpec:
+    """One `decode:` entry: how the output column `column` is decoded in the workers."""
+
+    column: str
+    type: DecodeType = "image"
+    mode: ImageMode = "RGB"
+    size: tuple[int, int] | None = None  # (height, width)
+
+
+@dataclass(frozen=True)
 class ReadSpec:
     """What to read from the source and how each batch looks."""
 
@@ -63,6 +75,7 @@ class ReadSpec:
     format: FormatName = "torch"
     transform: str | None = None  # "module:attribute", called on each batch in the worker
     batch_readahead: int | None = None
+    decode: tuple[DecodeSpec, ...] = ()  # run on each batch before `transform`
 
 
 @dataclass(frozen=True)

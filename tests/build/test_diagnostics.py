@@ -252,3 +252,16 @@ def test_cache_over_budget_is_lk409_at_cache_mb(tmp_path: Path) -> None:
     [error] = errors_of(path)
     assert where(error) == at(path, "cache_mb:", "LK409")
     assert "cache_mb" in error.message
+
+
+def test_decode_of_a_column_without_bytes_is_lk412_at_the_decode_entry(
+        write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, vec]\ndecode:\n  vec: {type: image}\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "vec: {", "LK412")
+    assert "fixed_size_list" in error.message
+
+
+def test_decode_of_a_string_column_is_lk412(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id, text]\ndecode:\n  text: {type: image}\n")
+    assert [d.code for d in errors_of(path)] == ["LK412"]

@@ -142,6 +142,10 @@ CASES = [
         5, 3, "api-key-on-non-db-source", severity="warning"),
     one("loaderkit: 1\nsource:\n  uri: data/train.lance\n  table: t\n", "LK211", 4, 3,
         "table-on-lance-dataset", severity="warning"),
+    one(HEAD + "columns: [img, prompt]\ndecode:\n  image: {type: image}\n", "LK212", 6, 3,
+        "decode-names-a-column-not-selected", says="did you mean 'img'?"),
+    one(HEAD + "format: arrow\ndecode:\n  image: {type: image}\n", "LK213", 4, 9,
+        "decode-with-a-format-without-named-columns"),
     # --- LK301: secrets -----------------------------------------------------------------
     one("loaderkit: 1\nsource:\n  uri: db://p\n  table: t\n  api_key: sk-live-0123456789\n",
         "LK301", 5, 12, "api-key-in-clear"),

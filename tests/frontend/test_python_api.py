@@ -40,6 +40,7 @@ def test_diagnostic_attributes_equal_lint_json_output(write: Any) -> None:
 
 
 @pytest.mark.parametrize("name", ["RecipeError", "SourceError", "FormatError", "ResumeError",
+                                  "DecodeError", "SamplerError",
                                   "CacheBudgetError", "MissingEnvError", "TransformError",
                                   "FactoryError", "UserCodeError", "RuntimeFailure"])
 def test_every_error_class_is_importable_from_loaderkit_and_derives_from_the_root(

@@ -12,7 +12,7 @@ import lance
 import lancedb
 import pytest
 
-from tests.runtime.support import ROWS, make_table, write_dataset
+from tests.runtime.support import ROWS, make_table, write_dataset, write_images
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,14 @@ def db_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     lancedb.connect(uri).create_table("items", make_table(0, ROWS))
     os.environ["LK_TEST_DB"] = uri  # read by tests.runtime.factories, in the workers too
     return uri
+
+
+@pytest.fixture(scope="session", params=["blob_v1", "blob_v2", "hf"])
+def images_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same pictures stored three ways: blob v1, blob v2, a Hugging Face Image."""
+    return write_images(tmp_path_factory.mktemp(request.param) / "pictures.lance", request.param)
+
+
+@pytest.fixture(scope="session")
+def blob_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_images(tmp_path_factory.mktemp("blob") / "pictures.lance", "blob_v2")

@@ -1,8 +1,5 @@
-"""Importable helpers that recipes name as "tests.runtime.factories:..."; run inside spawn workers.
-
-conftest.py puts this directory on sys.path; multiprocessing's spawn copies
-sys.path into each worker, so workers import this module by the same name.
-"""
+"""Importable helpers that recipes name as "tests.runtime.factories:..."; they run inside
+spawn workers, which import them by that name (spawn copies the runner's sys.path)."""
 
 from __future__ import annotations
 
@@ -30,6 +27,11 @@ def tag_pid(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A transform: adds the pid of the process that ran it to each row."""
     rows = len(batch["id"])
     return {**batch, "pid": torch.full((rows,), os.getpid(), dtype=torch.int64)}
+
+
+def image_kind(batch: dict[str, Any]) -> dict[str, Any]:
+    """A transform after `decode`: records what it received for the image column."""
+    return {**batch, "seen": type(batch["image"]).__name__}
 
 
 class OffsetsOnly:

@@ -39,6 +39,60 @@ def write_dataset(uri: str | Path, rows: int = ROWS) -> str:
     return str(uri)
 
 
+IMAGE_ROWS = 150
+IMAGE_SHAPE = (20, 24)  # (height, width)
+
+
+def image_pixels(i: int) -> np.ndarray:
+    """Row i's picture: [H, W, 3] uint8, different for every row."""
+    h, w = IMAGE_SHAPE
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 9 + i) % 256, (y * 11 + 2 * i) % 256, np.full((h, w), i % 256)],
+                    axis=-1).astype(np.uint8)
+
+
+def encoded_images(rows: int = IMAGE_ROWS) -> list[bytes]:
+    """Every third row a PNG (lossless), the others JPEG."""
+    import io
+
+    from PIL import Image
+
+    out = []
+    for i in range(rows):
+        buffer = io.BytesIO()
+        Image.fromarray(image_pixels(i)).save(buffer, "PNG" if i % 3 == 0 else "JPEG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def write_images(uri: str | Path, how: str, images: list[bytes] | None = None) -> str:
+    """A dataset of `id`, `image`, `prompt` (in 5 fragments), the image stored `how`:
+    'blob_v1' (2.1 files), 'blob_v2' (2.2 files) or 'hf' (a Hugging Face Image feature)."""
+    images = images if images is not None else encoded_images()
+    rows = len(images)
+    ids = np.arange(rows, dtype=np.int64)
+    prompts = [f"picture {i}" for i in ids]
+    if how == "hf":
+        import datasets
+
+        hf = datasets.Dataset.from_dict({
+            "id": ids.tolist(), "image": [{"bytes": b, "path": None} for b in images],
+            "prompt": prompts}).cast_column("image", datasets.Image())
+        lance.write_dataset(hf, str(uri), max_rows_per_file=rows // 5 + 1)
+        return str(uri)
+    if how == "blob_v1":
+        field = pa.field("image", pa.large_binary(), metadata={"lance-encoding:blob": "true"})
+        column = pa.array(images, pa.large_binary())
+        version = "2.1"
+    else:
+        field, column, version = lance.blob_field("image"), lance.blob_array(images), "2.2"
+    schema = pa.schema([pa.field("id", pa.int64()), field, pa.field("prompt", pa.string())])
+    table = pa.Table.from_arrays([pa.array(ids), column, pa.array(prompts)], schema=schema)
+    lance.write_dataset(table, str(uri), max_rows_per_file=rows // 5 + 1,
+                        data_storage_version=version)
+    return str(uri)
+
+
 def build(
     source: SourceSpec | str,
     *,
@@ -46,6 +100,7 @@ def build(
     filter: str | None = None,
     format: Any = "torch",
     transform: str | None = None,
+    decode: tuple[Any, ...] = (),
     batch_size: int = 16,
     num_workers: int = 0,
     drop_last: bool = False,
@@ -56,7 +111,8 @@ def build(
     src = SourceSpec(uri=source) if isinstance(source, str) else source
     sampler = {"chunk_rows": 64, "block_rows": 8, **sampler}
     return make_loader(
-        ReadSpec(source=src, columns=columns, filter=filter, format=format, transform=transform),
+        ReadSpec(source=src, columns=columns, filter=filter, format=format, transform=transform,
+                 decode=decode),
         SamplerSpec(**sampler),
         LoaderSpec(
             batch_size=batch_size,

@@ -98,16 +98,43 @@ def test_python_col_format_yields_column_lists(lance_uri: str) -> None:
     assert all(isinstance(v, list) and len(v) == BS for v in batch.values())
 
 
-def test_string_column_in_torch_format_raises_format_error_naming_it(lance_uri: str) -> None:
+def test_string_column_in_torch_col_format_raises_format_error_naming_it(
+        lance_uri: str) -> None:
     with pytest.raises(FormatError, match="'text'"):
-        first_batch(lance_uri, "torch")
+        first_batch(lance_uri, "torch_col")
 
 
-def test_unsupported_columns_names_only_the_string_column() -> None:
+def test_torch_format_holds_strings_as_lists_as_default_collate_does(lance_uri: str) -> None:
+    batch = first_batch(lance_uri, "torch")
+    assert isinstance(batch["text"], list) and len(batch["text"]) == BS
+    assert batch["text"] == [f"row {i}" for i in batch["id"].tolist()]
+    assert isinstance(batch["emb"], torch.Tensor)
+
+
+@pytest.mark.parametrize("mode", ["block", "exact", "cache"])
+def test_torch_format_keeps_strings_with_their_rows_when_shuffled(lance_uri: str,
+                                                                 mode: str) -> None:
+    loader = build(lance_uri, format="torch", columns=ALL, type="shuffle", mode=mode,
+                   batch_size=BS)
+    for batch in loader:
+        assert batch["text"] == [f"row {i}" for i in batch["id"].tolist()]
+
+
+def test_torch_format_holds_nested_values_as_python_lists() -> None:
+    from loaderkit.runtime.formats import convert
+
+    batch = pa.record_batch({"tags": pa.array([["a", "b"], [], ["c"]]),
+                             "meta": pa.array([{"k": 1}, {"k": 2}, None])})
+    out = convert(batch, "torch")
+    assert out["tags"] == [["a", "b"], [], ["c"]]
+    assert out["meta"] == [{"k": 1}, {"k": 2}, None]
+
+
+def test_unsupported_columns_names_only_what_a_format_cannot_hold() -> None:
     schema = pa.schema(
         [("id", pa.int64()), ("emb", pa.list_(pa.float32(), DIM)), ("text", pa.string())]
     )
-    assert list(unsupported_columns(schema, "torch")) == ["text"]
+    assert unsupported_columns(schema, "torch") == {}
     assert list(unsupported_columns(schema, "torch_col")) == ["text"]
     assert unsupported_columns(schema, "arrow") == {}
 

@@ -24,7 +24,7 @@ import numpy as np
 from loaderkit.errors import SamplerError
 from loaderkit.runtime.samplers.ordering import Order, Segment, positions
 from loaderkit.runtime.spec import SamplerSpec
-from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
+from loaderkit.runtime.tasks import CacheTask, ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
 
 # Rows per chunk task when `SamplerSpec.chunk_rows` is unset and the sampler has no
@@ -110,13 +110,35 @@ class Sampler:
         cuts = [0, *range(min(self.batch_size, total), total, self.chunk_rows)]
         return [*cuts, total] if total else [0]
 
-    def tasks(self, epoch: int, skip_batches: int = 0) -> Iterator[Task]:
-        """This rank's tasks for `epoch`, without the first `skip_batches` batches."""
+    def tasks(self, epoch: int, skip_batches: int = 0, per_batch: bool = False
+              ) -> Iterator[Task]:
+        """This rank's tasks for `epoch`, without the first `skip_batches` batches.
+
+        `per_batch`: one task per batch rather than per chunk, for recipes whose rows cost
+        CPU (decoding, a transform) or hold large payloads: workers then share the work
+        evenly and hold only what they prefetch. The order is the chunks' either way.
+        """
         skip_rows = skip_batches * self.batch_size
         cuts = self.boundaries(epoch)
         for index, (a, b) in enumerate(itertools.pairwise(cuts)):
             if b > skip_rows:
-                yield self.chunk(epoch, index, cuts, max(0, skip_rows - a))
+                lead = max(0, skip_rows - a)
+                task = self.chunk(epoch, index, cuts, lead)
+                if per_batch:
+                    yield from self.split(epoch, task, a + lead, b)
+                else:
+                    yield task
+
+    def split(self, epoch: int, task: Task, a: int, b: int) -> Iterator[Task]:
+        """`task`, rows a..b of the order (a on the batch grid), as one task per batch."""
+        bs = self.batch_size
+        if isinstance(task, TakeTask):
+            yield from (TakeTask(task.ids[i : i + bs]) for i in range(0, len(task.ids), bs))
+        elif isinstance(task, CacheTask):
+            yield from (CacheTask(task.positions[i : i + bs])
+                        for i in range(0, len(task.positions), bs))
+        else:
+            yield task
 
     def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
         """The rest of `epoch` as scanner runs, where its order is contiguous rows; else None.
@@ -143,6 +165,12 @@ class ScanSampler(Sampler):
     def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
         ranges = self._ranges(epoch, skip_batches * self.batch_size, self.rows(epoch))
         return self.universe.runs(ranges, self.batch_size)
+
+    def split(self, epoch: int, task: Task, a: int, b: int) -> Iterator[Task]:
+        bs = self.batch_size
+        for start in range(a, b, bs):
+            stop = min(start + bs, b)
+            yield ScanTask(self.universe.runs(self._ranges(epoch, start, stop), bs), stop - start)
 
 
 def make_sampler(spec: SamplerSpec, universe: Universe, batch_size: int, drop_last: bool,

@@ -22,6 +22,7 @@ import pyarrow as pa
 from loaderkit.errors import SourceError
 from loaderkit.runtime.sources import storage_options
 from loaderkit.runtime.sources.failures import reading
+from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.runtime.universe import ScanRun, Universe
 
@@ -46,6 +47,14 @@ class Reader(Protocol):
 
     def head(self, columns: Columns, filter: str | None) -> pa.Table:
         """At most one row: proves the source opens and the projection reads."""
+        ...
+
+    def payloads(self, columns: Columns) -> Payloads:
+        """The projection's columns delivered as bytes from elsewhere (blobs, images)."""
+        ...
+
+    def describe_row(self, row_id: int) -> str:
+        """A row id (as `Universe.ids` gives it) as a user can find the row again."""
         ...
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
@@ -83,12 +92,36 @@ class LanceReader:
         self._files = threading.local()
         self._pool: ThreadPoolExecutor | None = None
 
+    def payloads(self, columns: Columns) -> Payloads:
+        """The projection's blob and Hugging Face image columns (delivered as bytes)."""
+        return Payloads.of(self.ds.schema, columns)
+
     def schema(self, columns: Columns) -> pa.Schema:
+        """The projection's schema as delivered (blob and image columns as bytes)."""
         if columns is None:
-            return self.ds.schema
+            return self.payloads(columns).schema(self.ds.schema)
         with reading(self.source):
             # An empty-limit scan resolves SQL expression columns to their real types.
-            return self.ds.scanner(columns=columns, limit=0).projected_schema
+            projected = self.ds.scanner(columns=columns, limit=0).projected_schema
+        return self.payloads(columns).schema(projected)
+
+    def describe_row(self, row_id: int) -> str:
+        """A row as a user can find it again: its fragment and offset, by its address."""
+        if self.ds.has_stable_row_ids:
+            return f"row id {row_id}"
+        return f"fragment {row_id >> 32}, row {row_id & 0xFFFFFFFF} (row address {row_id})"
+
+    def _names(self, columns: Columns) -> list[str]:
+        return list(columns) if columns is not None else list(self.ds.schema.names)
+
+    def _with_payloads(self, payloads: Payloads, scanned: Any, ids: np.ndarray | None,
+                       columns: Columns) -> pa.RecordBatch:
+        """A scanned batch or table with its blob and image columns as bytes."""
+        if ids is None:  # row ids name the blobs to read; images need none
+            ids = scanned.column(ROW_ID).to_numpy() if payloads.blobs else np.zeros(0, np.int64)
+        table = payloads.deliver(self.ds, scanned, ids, self._names(columns))
+        batches = table.combine_chunks().to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
     def universe(self, filter: str | None) -> Universe:
         with reading(self.source):
@@ -131,10 +164,11 @@ class LanceReader:
         batch_readahead: int | None,
     ) -> Iterator[pa.RecordBatch]:
         fragments = [self._fragments[fid] for fid in run.fragment_ids]
+        payloads = self.payloads(columns)
         # A generator: the engine reads (and fails) while the batches are pulled.
         with reading(self.source):
             scanner = self.ds.scanner(
-                columns=columns,
+                columns=payloads.scanned(self.ds.schema, columns) if payloads else columns,
                 filter=filter,
                 fragments=fragments,
                 offset=run.offset,
@@ -142,20 +176,35 @@ class LanceReader:
                 batch_size=batch_size,
                 batch_readahead=batch_readahead,
                 scan_in_order=True,
+                with_row_id=bool(payloads.blobs),
             )
-            yield from scanner.to_batches()
+            for batch in scanner.to_batches():
+                yield self._with_payloads(payloads, batch, None, columns) if payloads else batch
 
     def head(self, columns: Columns, filter: str | None) -> pa.Table:
+        payloads = self.payloads(columns)
         with reading(self.source):
-            return self.ds.scanner(columns=columns, filter=filter, limit=1).to_table()
+            if not payloads:
+                return self.ds.scanner(columns=columns, filter=filter, limit=1).to_table()
+            scanned = self.ds.scanner(columns=payloads.scanned(self.ds.schema, columns),
+                                      filter=filter, limit=1, with_row_id=True).to_table()
+            return pa.Table.from_batches([self._with_payloads(payloads, scanned, None,
+                                                              columns)])
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         return pa.concat_tables(list(self.take_parts(ids, columns)))
 
     def take_parts(self, ids: np.ndarray, columns: Columns) -> Iterator[pa.Table]:
         """`take`, as consecutive pieces, so a caller can copy them out as they arrive."""
+        payloads = self.payloads(columns)
         # A generator: the engine reads (and fails) while the pieces are pulled.
         with reading(self.source):
+            if payloads:  # blobs and images: bytes read per row anyway, in one piece
+                scanned = self.ds._take_rows(pa.array(ids, type=pa.uint64()),
+                                             columns=payloads.scanned(self.ds.schema, columns))
+                yield pa.Table.from_batches([self._with_payloads(payloads, scanned, ids,
+                                                                 columns)])
+                return
             runs = self._ranges(ids)
             if runs is None:
                 # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
@@ -357,10 +406,17 @@ class TableReader:
         self.source = source
         self._filtered: dict[str, np.ndarray] = {}
 
+    def payloads(self, columns: Columns) -> Payloads:
+        with reading(self.source):
+            return Payloads.of(self.table.schema, columns)
+
+    def describe_row(self, row_id: int) -> str:
+        return f"row {row_id}"
+
     def schema(self, columns: Columns) -> pa.Schema:
         if columns is None:
             with reading(self.source):
-                return self.table.schema
+                return Payloads.of(self.table.schema, None).schema(self.table.schema)
         return self.take(np.array([0], dtype=np.int64), columns).schema
 
     def universe(self, filter: str | None) -> Universe:
@@ -416,7 +472,11 @@ class TableReader:
             selection = [*selection, "_rowoffset"]
         # take_offsets promises no order: sort by offset to match the sorted ids.
         tbl = query.select(selection).to_arrow().sort_by("_rowoffset")
-        return tbl.select(names)
+        payloads = Payloads.of(self.table.schema, columns)
+        if payloads.blobs:
+            raise SourceError(f"blob columns ({', '.join(payloads.blobs)}) are read through "
+                              "Lance's blob API, which this table does not offer")
+        return payloads.deliver(None, tbl, ids, names) if payloads else tbl.select(names)
 
 
 def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:
