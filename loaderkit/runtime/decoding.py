@@ -12,13 +12,15 @@ torch wheel this project installs, so it is not used.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from loaderkit.errors import DecodeError
 from loaderkit.runtime.spec import DecodeSpec
@@ -73,25 +75,67 @@ class ImageDecoder:
         pixels = np.array(converted)  # a copy: torch wants a writable array
         return pixels if pixels.ndim == 3 else pixels[:, :, None]
 
+    def into(self, data: Any, slot: np.ndarray) -> None:
+        """One image decoded (and resized) into `slot`, an [H, W, C] uint8 array of `size`:
+        a JPEG that scales to it while decoding is written there directly, no copy."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValueError(f"expected encoded image bytes, got {type(data).__name__}")
+        height, width, _ = slot.shape
+        if simplejpeg is not None and bytes(data[:3]) == _JPEG_MAGIC:
+            scaled = simplejpeg.decode_jpeg_header(data, min_height=height, min_width=width)
+            if tuple(scaled[:2]) == (height, width):
+                simplejpeg.decode_jpeg(data, colorspace=_JPEG_COLORSPACE[self.spec.mode],
+                                       min_height=height, min_width=width, buffer=slot)
+                return
+        torch.from_numpy(slot).copy_(self.one(data).permute(1, 2, 0))
+
     def many(self, values: Sequence[Any], name_row: Callable[[int], str]) -> Any:
         """A column's images: one [B, C, H, W] tensor when they share a shape (always, with
         `size`), else a list of [C, H, W] tensors. A failure names the column and the row
-        (`name_row(k)`: row k of the batch as a user can find it)."""
+        (`name_row(k)`: row k of the batch as a user can find it).
+
+        With `size`, the images are decoded straight into one [B, H, W, C] buffer (in
+        shared memory in a worker, so the batch crosses to the main process without a
+        copy) and returned as its [B, C, H, W] view: channels-last memory, as convolutions
+        on the CPU and GPU prefer. `.contiguous()` makes it NCHW.
+        """
+        size = self.spec.size
+        if size is not None:
+            out = _empty_nhwc(len(values), size, CHANNELS[self.spec.mode])
+            slots = out.numpy()
+            for row, value in enumerate(values):
+                with self._naming(row, name_row):
+                    self.into(value, slots[row])
+            return out.permute(0, 3, 1, 2)
         images = []
         for row, value in enumerate(values):
-            try:
+            with self._naming(row, name_row):
                 images.append(self.one(value))
-            except Exception as exc:  # simplejpeg: ValueError; Pillow: OSError, ...
-                where = name_row(row)
-                raise DecodeError(f"column {self.spec.column!r}, {where}: cannot decode the "
-                                  f"image: {type(exc).__name__}: {exc}") from exc
         if images and all(i.shape == images[0].shape for i in images):
             return torch.stack(images)
         if not images:
-            channels = CHANNELS[self.spec.mode]
-            shape = (0, channels, *(self.spec.size or (0, 0)))
-            return torch.empty(shape, dtype=torch.uint8)
+            return torch.empty((0, CHANNELS[self.spec.mode], 0, 0), dtype=torch.uint8)
         return images
+
+    @contextlib.contextmanager
+    def _naming(self, row: int, name_row: Callable[[int], str]) -> Iterator[None]:
+        """A failure to decode row `row` of the batch, as a DecodeError naming column and row."""
+        try:
+            yield
+        except Exception as exc:  # simplejpeg: ValueError; Pillow: OSError, ...
+            raise DecodeError(f"column {self.spec.column!r}, {name_row(row)}: cannot decode the "
+                              f"image: {type(exc).__name__}: {exc}") from exc
+
+
+def _empty_nhwc(rows: int, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """An uninitialised uint8 [rows, H, W, C] tensor; in a worker, allocated in shared memory
+    (what DataLoader would otherwise copy it into, to send it)."""
+    shape = (rows, *size, channels)
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(rows * size[0] * size[1] * channels)
+    strides = (size[0] * size[1] * channels, size[1] * channels, channels, 1)
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
 
 
 DECODERS = {"image": ImageDecoder}
