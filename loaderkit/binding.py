@@ -15,16 +15,20 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit.errors import Diagnostic, Location, UserCodeError, engine_message
+from loaderkit.errors import Diagnostic, Location, UserCodeError, engine_message, unique
 from loaderkit.planning import Plan
 from loaderkit.references import import_reference
 from loaderkit.rules import rule
+from loaderkit.runtime.spec import SourceSpec
+from loaderkit.vocabulary import RANDOM_SPLIT
 
 
 def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
-    """Returns the plan with its version pinned, and what the data says about it.
+    """Returns the plan with its version(s) pinned, and what the data says about it.
 
-    `handle`: the live object given to `load_recipe(source=...)`, already open.
+    `handle`: the live object given to `load_recipe(source=...)`, already open. A
+    mixture's sources are each opened, pinned and checked, each problem located in
+    that source's entry.
     """
     from loaderkit import runtime  # torch and lance load here, never during lint
 
@@ -32,50 +36,92 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
     if problems:
         return plan, problems  # a factory that does not import cannot open the source
     source = plan.read.source
-    if handle is None:
-        try:
-            runtime.open_source(replace(source, version=None))
-        except UserCodeError as exc:
-            return plan, [user_code_raised(plan, exc)]
-        except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
-            return plan, [_not_opened(plan, exc)]
-        try:
-            pinned = runtime.pin_version(source)
-            handle = runtime.open_source(pinned)
-        except Exception as exc:
-            return plan, [rule("LK406").at(plan.locate("source", "version"),
-                                           f"cannot open version {source.version!r}: "
-                                           f"{engine_message(exc.__cause__ or exc)}")]
-        plan = replace(plan, read=replace(plan.read, source=pinned))
-    plan.root.children[0].children[0].settings["version"] = plan.read.source.version
-    dataset = runtime.as_lance_dataset(handle)
-    if dataset is not None:
-        problems += _columns_and_filter(plan, dataset)
+    checked: list[tuple[Prefix, Any, str | None]] = []  # (recipe key, dataset, own filter)
+    schemas: list[tuple[Prefix, pa.Schema | None]] = []
+    if source.parts:
+        parts = []
+        for part in source.parts:
+            prefix: Prefix = ("sources", part.name)
+            pinned, opened, found = _open(plan, part.source, prefix)
+            problems += found
+            parts.append(replace(part, source=pinned))
+            if opened is not None:
+                plan.node(*prefix).settings["version"] = pinned.version
+                checked.append((prefix, runtime.as_lance_dataset(opened), part.filter))
+        if has_errors(problems):
+            return plan, problems
+        plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))
+    else:
+        if handle is None:
+            pinned, handle, found = _open(plan, source, ("source",))
+            if found:
+                return plan, found
+            plan = replace(plan, read=replace(plan.read, source=pinned))
+        plan.node("source").settings["version"] = plan.read.source.version
+        checked.append((("source",), runtime.as_lance_dataset(handle), None))
+    for prefix, dataset, own_filter in checked:
+        if dataset is not None:
+            found, schema = _check_data(plan, dataset, prefix, own_filter)
+            problems += found
+            schemas.append((prefix, schema))
+    if not has_errors(problems):
+        problems += _same_types(plan, schemas)
     problems += _live_with_workers(plan)
     problems += _workers_without_transform(plan)
-    if plan.sampler.world_size > 1 and not any(d.is_error for d in problems):
-        problems += _uneven_ranks(plan, handle)
-    return plan, problems
+    return plan, unique(problems)
 
 
-def user_code_raised(plan: Plan, exc: UserCodeError) -> Diagnostic:
-    """LK411 at the recipe key that named the function, with the user's own frames."""
+Prefix = tuple[str, ...]
+
+
+def has_errors(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)
+
+
+def _open(plan: Plan, source: SourceSpec, prefix: Prefix
+          ) -> tuple[SourceSpec, Any, list[Diagnostic]]:
+    """`source` opened and pinned: (pinned spec, handle, []), or (source, None, problems)."""
+    from loaderkit import runtime
+
+    try:
+        runtime.open_source(replace(source, version=None))
+    except UserCodeError as exc:
+        return source, None, [user_code_raised(plan, exc, prefix)]
+    except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
+        return source, None, [_not_opened(plan, source, prefix, exc)]
+    try:
+        pinned = runtime.pin_version(source)
+        return pinned, runtime.open_source(pinned), []
+    except Exception as exc:
+        return source, None, [rule("LK406").at(plan.locate(*prefix, "version"),
+                                               f"cannot open version {source.version!r}: "
+                                               f"{engine_message(exc.__cause__ or exc)}")]
+
+
+def user_code_raised(plan: Plan, exc: UserCodeError, prefix: Prefix = ("source",)
+                     ) -> Diagnostic:
+    """LK411 at the recipe key that named the function, with the user's own frames.
+
+    `prefix`: the source section whose connection factory it was (a mixture has several).
+    """
     frames = exc.frames
-    return rule("LK411").at(plan.locate(*exc.recipe_key.split(".")), exc.summary,
+    key = (exc.recipe_key,) if exc.recipe_key == "transform" else (*prefix,
+                                                                   "connection_factory")
+    return rule("LK411").at(plan.locate(*key), exc.summary,
                             f"in your code:\n{frames}" if frames else None)
 
 
-def _not_opened(plan: Plan, exc: BaseException) -> Diagnostic:
+def _not_opened(plan: Plan, source: SourceSpec, prefix: Prefix,
+                exc: BaseException) -> Diagnostic:
     """LK401, saying what is missing and, for a relative path, where it was looked for."""
-    source = plan.read.source
-    tables = _other_tables(plan)
+    tables = _other_tables(source)
     if tables:  # the database is there; the table is not: point at `table`
-        return rule("LK401").at(plan.locate("source", "table"),
+        return rule("LK401").at(plan.locate(*prefix, "table"),
                                 f"no table '{source.table}' in {source.uri!r}",
                                 "tables there: " + ", ".join(tables[:10])
                                 + (", ..." if len(tables) > 10 else ""))
     reason = engine_message(exc.__cause__ or exc)
-    where = plan.locate("source", "uri")
+    where = plan.locate(*prefix, "uri")
     if not isinstance(source.uri, str) or not _NOT_FOUND.search(reason):
         table = f"table '{source.table}' in " if source.table else ""
         return rule("LK401").at(where, f"cannot open {table}{describe_uri(source.uri)}: {reason}")
@@ -123,9 +169,8 @@ def _live_with_workers(plan: Plan) -> list[Diagnostic]:
                              "and name it in source.uri")]
 
 
-def _other_tables(plan: Plan) -> list[str]:
+def _other_tables(source: SourceSpec) -> list[str]:
     """The tables of a local LanceDB database that lacks the recipe's table, else []."""
-    source = plan.read.source
     if source.table is None or source.connection_factory is not None:
         return []
     from loaderkit.vocabulary import resolve_text
@@ -143,13 +188,19 @@ def _other_tables(plan: Plan) -> list[str]:
     return sorted(names) if source.table not in names else []
 
 
+def references(plan: Plan) -> list[tuple[tuple[str, ...], str]]:
+    """(recipe key, "module:attribute") of the transform and of every connection factory."""
+    source = plan.read.source
+    sections: list[tuple[Prefix, SourceSpec]] = [
+        (("sources", p.name), p.source) for p in source.parts] or [(("source",), source)]
+    found: list[tuple[Prefix, str | None]] = [(("transform",), plan.read.transform)]
+    found += [((*key, "connection_factory"), s.connection_factory) for key, s in sections]
+    return [(path, reference) for path, reference in found if reference is not None]
+
+
 def _references(plan: Plan) -> list[Diagnostic]:
     problems = []
-    for key, reference in (("transform", plan.read.transform),
-                           ("connection_factory", plan.read.source.connection_factory)):
-        if reference is None:
-            continue
-        path = (key,) if key == "transform" else ("source", key)
+    for path, reference in references(plan):
         try:
             target = import_reference(reference)
         except Exception as exc:  # user code: any import-time error is the user's to see
@@ -180,11 +231,16 @@ def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:
     return ("format",) if "format" in plan.document.data else ("source", "uri")
 
 
-def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
+def _check_data(plan: Plan, dataset: Any, prefix: Prefix, own_filter: str | None
+                ) -> tuple[list[Diagnostic], pa.Schema | None]:
+    """One source's columns, filters, split column and types against its data; and the
+    schema it delivers (None when a problem prevents reading it)."""
     from loaderkit.runtime.formats import unsupported_columns
     from loaderkit.runtime.sources.readers import LanceReader
 
     read = plan.read
+    mixed = prefix[0] == "sources"
+    where_source = f" in source '{prefix[1]}'" if mixed else ""
     problems = []
     names = list(dataset.schema.names)
     for name, expression in (read.columns or {}).items():
@@ -192,22 +248,26 @@ def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
             # Lance checks a projection lazily: asking for the schema is what raises.
             dataset.scanner(columns={name: expression}, limit=0).projected_schema  # noqa: B018
         except Exception as exc:
-            close = difflib.get_close_matches(expression, names, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else \
-                "columns there: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            reason = engine_message(exc)
-            if _NO_FIELD.search(reason):
-                reason = "the dataset has no such column"
-            problems.append(rule("LK402").at(plan.locate(*_column_path(plan, name)),
-                                             f"column '{expression}': {reason}", hint))
-    if read.filter is not None:
+            problems.append(_unknown_column(plan, prefix, name, expression, exc, names))
+    for text, key in ((read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
+        if text is None:
+            continue
         try:
-            dataset.scanner(columns=[], filter=read.filter, limit=0,  # noqa: B018
+            dataset.scanner(columns=[], filter=text, limit=0,  # noqa: B018
                             with_row_id=True).projected_schema
         except Exception as exc:
-            problems.append(_invalid_filter(plan, read.filter, engine_message(exc), names))
+            problems.append(_invalid_filter(plan, text, engine_message(exc), names, key,
+                                            where_source))
+    split = read.split
+    if split is not None and split.by != RANDOM_SPLIT and split.by not in names:
+        close = difflib.get_close_matches(split.by, names, n=1)
+        problems.append(rule("LK402").at(plan.locate("splits", "by"),
+                                         f"split column '{split.by}' is not a column"
+                                         f"{where_source}",
+                                         f"did you mean '{close[0]}'?" if close else
+                                         "splits.by names a column, or is `random`"))
     if problems:
-        return problems
+        return problems, None
     schema: pa.Schema = LanceReader(dataset).schema(read.columns)  # as delivered
     for spec in read.decode:
         if spec.column in schema.names:
@@ -216,13 +276,49 @@ def _columns_and_filter(plan: Plan, dataset: Any) -> list[Diagnostic]:
                 problems.append(rule("LK412").at(
                     plan.locate("decode", spec.column),
                     f"decode '{spec.type}' needs encoded bytes, but column '{spec.column}' "
-                    f"holds {kind}", "decode a binary, blob or Hugging Face Image column"))
+                    f"holds {kind}{where_source}",
+                    "decode a binary, blob or Hugging Face Image column"))
     for column, reason in unsupported_columns(schema, read.format).items():
         problems.append(rule("LK404").at(
             plan.locate(*_column_path(plan, column)),
             f"format '{read.format}' cannot hold column '{column}': {reason}",
             "drop the column, or choose a format that holds it (arrow, numpy, pandas, polars, "
             "python, python_col), or convert it in a transform with format: arrow"))
+    return problems, schema
+
+
+def _unknown_column(plan: Plan, prefix: Prefix, name: str, expression: str,
+                    exc: BaseException, names: list[str]) -> Diagnostic:
+    """LK402: at the column's item, or, in a mixture, inside the entry of the source
+    that lacks it."""
+    close = difflib.get_close_matches(expression, names, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else \
+        "columns there: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    reason = engine_message(exc)
+    if _NO_FIELD.search(reason):
+        reason = "the dataset has no such column"
+    if prefix[0] == "sources":
+        return rule("LK402").at(plan.locate(*prefix), f"column '{expression}' is not in source "
+                                                      f"'{prefix[1]}': {reason}", hint)
+    return rule("LK402").at(plan.locate(*_column_path(plan, name)),
+                            f"column '{expression}': {reason}", hint)
+
+
+def _same_types(plan: Plan, schemas: list[tuple[Prefix, pa.Schema | None]]) -> list[Diagnostic]:
+    """LK413 for each mixture source whose columns' types differ from the first source's."""
+    known = [(prefix, schema) for prefix, schema in schemas if schema is not None]
+    if len(known) < 2:
+        return []
+    (first, reference), problems = known[0], []
+    for prefix, schema in known[1:]:
+        for f in schema:
+            if f.name in reference.names and reference.field(f.name).type != f.type:
+                problems.append(rule("LK413").at(
+                    plan.locate(*prefix),
+                    f"column '{f.name}' is {f.type} in source '{prefix[1]}' but "
+                    f"{reference.field(f.name).type} in source '{first[1]}'",
+                    "give the column one type in every source, or select a cast: "
+                    f"columns: {{{f.name}: \"CAST({f.name} AS ...)\"}}"))
     return problems
 
 
@@ -233,9 +329,10 @@ _AT_COLUMN = re.compile(r" at Line: 1, Column: (\d+)")
 _FOUND = re.compile(r"found: (\S+)$")
 
 
-def _invalid_filter(plan: Plan, text: str, reason: str, names: list[str]) -> Diagnostic:
+def _invalid_filter(plan: Plan, text: str, reason: str, names: list[str],
+                    key: tuple[str, ...] = ("filter",), where_source: str = "") -> Diagnostic:
     """LK403 located inside the filter string, without the query Lance wrapped it in."""
-    where = plan.locate("filter")
+    where = plan.locate(*key)
     hint = None
     for verb in ("parsing", "tokenizing"):
         wrapped = f"Error {verb} statement: {_FILTER_QUERY}{text} ("
@@ -265,7 +362,7 @@ def _invalid_filter(plan: Plan, text: str, reason: str, names: list[str]) -> Dia
         hint = f"did you mean '{close[0]}'?" if close else "columns there: " + ", ".join(names)
         if text.count(unknown.group(1)) >= 1:
             where = _inside_value(where, text.index(unknown.group(1)))
-    return rule("LK403").at(where, f"invalid filter: {reason}", hint)
+    return rule("LK403").at(where, f"invalid filter{where_source}: {reason}", hint)
 
 
 def _inside_value(where: Location, offset: int) -> Location:
@@ -288,39 +385,3 @@ def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
                                  "process", "set num_workers: 0, or add a transform that needs "
                                             "the parallelism")]
     return []
-
-
-def rows_per_rank(plan: Plan, handle: Any) -> list[int]:
-    """Rows each rank reads in an epoch, computed by the runtime's own planner."""
-    from loaderkit.runtime.samplers import make_sampler
-    from loaderkit.runtime.sources.readers import reader_for
-
-    universe = reader_for(handle).universe(plan.read.filter)
-    # Row counts do not depend on the order: plan a shuffle as the full scan it permutes,
-    # which costs O(ranges) instead of a permutation of every row per rank.
-    kind = "full_scan" if plan.sampler.type == "shuffle" else plan.sampler.type
-    return [make_sampler(replace(plan.sampler, type=kind, rank=r), universe,
-                         plan.loader.batch_size, plan.loader.drop_last).rows()
-            for r in range(plan.sampler.world_size)]
-
-
-def _uneven_ranks(plan: Plan, handle: Any) -> list[Diagnostic]:
-    try:
-        rows = rows_per_rank(plan, handle)
-    except Exception:  # the same problem surfaces, located, when the loader is built
-        return []
-    if len(set(rows)) <= 1:
-        return []
-    size = plan.loader.batch_size
-    batches = [-(-n // size) for n in rows]
-    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)"
-                       for r, (n, b) in enumerate(zip(rows, batches, strict=True)))
-    key = ("sampler", "type") if plan.sampler.type == "sharded_fragment" else \
-        ("sampler", "world_size")
-    steps = "and different numbers of batches" if len(set(batches)) > 1 else \
-        "(the same number of batches, but a short last batch on some)"
-    return [rule("LK407").at(plan.locate(*key),
-                             f"'{plan.sampler.type}' over {plan.sampler.world_size} ranks gives "
-                             f"them unequal rows {steps}: {shares}",
-                             "set loader.drop_last: true, or sampler.uneven: pad, so every rank "
-                             "takes the same number of steps")]

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from loaderkit.binding import references
 from loaderkit.errors import Diagnostic, RecipeError, engine_message
 from loaderkit.planning import Plan
 from loaderkit.references import import_reference
@@ -211,11 +212,9 @@ def check(plan: Plan, loader: Any, *, probe: bool = True, background: bool = Fal
 
 def _static(plan: Plan, report: SafetyReport) -> list[Diagnostic]:
     problems = []
-    for key, reference in (("transform", plan.read.transform),
-                           ("source.connection_factory", plan.read.source.connection_factory)):
-        if reference is None:
-            continue
-        where = plan.locate(*key.split("."))
+    for path, reference in references(plan):
+        key = ".".join(path)
+        where = plan.locate(*path)
         try:
             target = import_reference(reference)
         except Exception:  # user code: binding reports it (LK405) where it is named
@@ -293,12 +292,13 @@ def _payload(plan: Plan, loader: Any, report: SafetyReport) -> bytes | None:
 
 
 def _secret_references(plan: Plan) -> list[tuple[tuple[str, ...], EnvValue]]:
-    """Each `${env:}` secret the source reads, with the recipe key that holds it."""
+    """Each `${env:}` secret the source reads (every source of a mixture), with the recipe
+    key that holds it: the source kind says which of its settings may hold one."""
+    from loaderkit.runtime.sources import kind_of
+
     source = plan.read.source
-    found: list[tuple[tuple[str, ...], Any]] = [(("source", "uri"), source.uri),
-                                                (("source", "api_key"), source.api_key)]
-    found += [(("source", "storage_options", k), v) for k, v in source.storage_options.items()]
-    return [(path, v) for path, v in found if isinstance(v, EnvValue) and v.is_secret]
+    return [(path, v) for path, v in kind_of(source).secrets(source)
+            if isinstance(v, EnvValue) and v.is_secret]
 
 
 def _secrets(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
@@ -391,7 +391,9 @@ def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagn
         report.checks.append(("spawn probe", f"ok in {seconds:.1f} s ({detail})"))
         return []
     report.checks.append(("spawn probe", "failed"))
-    key = ("source", "connection_factory") if plan.read.source.connection_factory else ("source",)
+    factories = [path for path, _ in references(plan) if path[-1] == "connection_factory"]
+    key = factories[0] if len(factories) == 1 else \
+        ("sources",) if plan.read.source.parts else ("source",)
     return [rule("LK503").at(plan.locate(*key),
                              f"a fresh {context.get_start_method()} process could not open the "
                              f"source from the worker payload: {detail}",

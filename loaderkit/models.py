@@ -16,6 +16,7 @@ from loaderkit.vocabulary import (
     DecodeType,
     FormatName,
     ImageMode,
+    MixtureStop,
     MultiprocessingContext,
     SamplerType,
     ShuffleMode,
@@ -52,6 +53,38 @@ class Source(Section):
                                 examples=["${env:LANCEDB_API_KEY}"])
     region: str | None = Field(None, description="db:// only: the LanceDB Cloud region.")
     host_override: str | None = Field(None, description="db:// only: a LanceDB Enterprise host.")
+
+
+class MixtureSource(Source):
+    """One source of a mixture: every key of `source`, plus its weight and its own filter."""
+
+    weight: float = Field(1.0, gt=0, description="Its share of the mixture, relative to the "
+                                                 "other sources' weights.", examples=[3])
+    filter: str | None = Field(None, description="A SQL predicate for this source, ANDed with "
+                                                 "the recipe's `filter`.",
+                               examples=["lang = 'en'"])
+
+
+class Mixture(Section):
+    """How several `sources` mix."""
+
+    stop: MixtureStop = Field(
+        "first_exhausted", description="When an epoch ends: first_exhausted, when the first "
+                                       "source runs out; all_exhausted, when every source has "
+                                       "delivered all its rows (smaller sources repeat).")
+
+
+class Splits(Section):
+    """Train/validation/test splits of the same rows, declared once (typically in a base)."""
+
+    by: str = Field(description="A column: each row's split follows from a hash of its value, "
+                                "so rows appended later never move existing rows; or `random` "
+                                "(reproducible from the seed, not stable under appends).",
+                    examples=["id"])
+    seed: int = Field(0, description="Mixed into the hash: another seed, another assignment.")
+    fractions: dict[str, float] = Field(
+        description="Split name -> fraction of the rows (each > 0, at most 1 in all).",
+        examples=[{"train": 0.9, "val": 0.05, "test": 0.05}])
 
 
 class Sampler(Section):
@@ -139,8 +172,21 @@ class Recipe(Section):
                                                   "deep-merged, lists replace.",
                                 examples=["base.yaml"])
     source: Source | None = Field(
-        None, description="Where the rows live. Required, unless inherited through `extends` "
-                          "or given live to `load_recipe(source=...)`.")
+        None, description="Where the rows live. Required (or `sources`), unless inherited "
+                          "through `extends` or given live to `load_recipe(source=...)`.")
+    sources: dict[str, MixtureSource] | None = Field(
+        None, description="Instead of `source`: several sources mixed by weight, each named.",
+        examples=[{"web": {"uri": "data/web.lance", "weight": 3},
+                   "books": {"uri": "data/db", "table": "books", "weight": 1}}])
+    mixture: Mixture | None = Field(None, description="How `sources` mix.")
+    splits: Splits | None = Field(None, description="Splits of the rows, chosen by `split`.")
+    split: str | None = Field(None, description="The split this recipe reads (a name in "
+                                                "`splits.fractions`); splits never share a "
+                                                "row. Without it, every row.",
+                              examples=["train"])
+    limit: int | None = Field(None, ge=1, description="Rows per epoch, after filter, split and "
+                                                      "mixture, for all ranks together.",
+                              examples=[100000])
     columns: list[str] | dict[str, str] | None = Field(
         None, description="A list of columns, or {output_name: column or SQL expression}. "
                           "Default: all columns.", examples=[["image", "prompt"]])

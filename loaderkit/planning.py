@@ -17,7 +17,15 @@ from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
 from loaderkit.runtime.sources import kind_of
-from loaderkit.runtime.spec import DecodeSpec, LoaderSpec, ReadSpec, SamplerSpec, SourceSpec
+from loaderkit.runtime.spec import (
+    DecodeSpec,
+    LoaderSpec,
+    MixturePart,
+    ReadSpec,
+    SamplerSpec,
+    SourceSpec,
+    SplitSpec,
+)
 from loaderkit.vocabulary import EnvValue, Text, parse_env
 
 REDACTED = "<redacted>"
@@ -31,6 +39,11 @@ class PlanNode:
     location: Location
     settings: dict[str, Any] = field(default_factory=dict)
     children: list[PlanNode] = field(default_factory=list)
+
+    def find(self, origin: KeyPath) -> PlanNode | None:
+        if self.origin == origin:
+            return self
+        return next((n for c in self.children if (n := c.find(origin)) is not None), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label,
@@ -50,6 +63,13 @@ class Plan:
 
     def locate(self, *path: str | int) -> Location:
         return self.document.locate(tuple(path))
+
+    def node(self, *origin: str | int) -> PlanNode:
+        """The graph node that came from recipe key `origin` (e.g. "sources", "web")."""
+        found = self.root.find(tuple(origin))
+        if found is None:
+            raise KeyError(origin)
+        return found
 
 
 def _text(value: Any) -> Text:
@@ -99,9 +119,20 @@ def plan(recipe: Recipe, document: Document,
     problems: list[Diagnostic] = []
     if live is not None:
         source = live
+    elif recipe.sources is not None:
+        parts = tuple(MixturePart(name, source_spec(src), src.weight, src.filter)
+                      for name, src in recipe.sources.items())
+        stop = recipe.mixture.stop if recipe.mixture is not None else "first_exhausted"
+        source = SourceSpec(uri=f"mixture of {', '.join(recipe.sources)}", parts=parts,
+                            stop=stop)
     else:
-        assert recipe.source is not None, "validation requires a source"
+        if recipe.source is None:
+            raise TypeError("validation lets no recipe without a source through")
         source = source_spec(recipe.source)
+    split = None
+    if recipe.splits is not None:
+        split = SplitSpec(recipe.splits.by, tuple(recipe.splits.fractions.items()),
+                          recipe.splits.seed, recipe.split)
     columns = recipe.columns
     decode = tuple(DecodeSpec(column, d.type, d.mode,
                               (d.size[0], d.size[1]) if d.size is not None else None)
@@ -109,7 +140,7 @@ def plan(recipe: Recipe, document: Document,
     read = ReadSpec(source=source,
                     columns={c: c for c in columns} if isinstance(columns, list) else columns,
                     filter=recipe.filter, format=recipe.format, transform=recipe.transform,
-                    batch_readahead=recipe.loader.batch_readahead, decode=decode)
+                    batch_readahead=recipe.loader.batch_readahead, decode=decode, split=split)
 
     s, lo = recipe.sampler, recipe.loader
     rank, world = s.rank, s.world_size
@@ -123,7 +154,7 @@ def plan(recipe: Recipe, document: Document,
                                          f"rank {rank} is outside world_size {world}"))
     sampler = SamplerSpec(type=s.type, seed=s.seed, rank=rank, world_size=world, mode=s.mode,
                           block_rows=s.block_rows, chunk_rows=s.chunk_rows, cache_mb=s.cache_mb,
-                          uneven=s.uneven)
+                          uneven=s.uneven, limit=recipe.limit)
     context = lo.multiprocessing_context
     if context is None and lo.num_workers > 0:
         context = "spawn"  # Lance is not fork-safe: never inherit the platform's fork default
@@ -140,19 +171,31 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     def node(kind: str, label: str, origin: KeyPath, settings: dict[str, Any]) -> PlanNode:
         return PlanNode(kind, label, origin, document.locate(origin), settings)
 
+    def source_node(src: SourceSpec, origin: KeyPath, extra: dict[str, Any]) -> PlanNode:
+        settings = {k: shown(getattr(src, k), (*origin, k))
+                    for k in ("uri", "table", "version", "region", "host_override",
+                              "connection_factory", "api_key") if getattr(src, k) is not None}
+        if src.storage_options:
+            settings["storage_options"] = {k: shown(v, (*origin, "storage_options", k))
+                                           for k, v in src.storage_options.items()}
+        return node("source", kind_of(src).label, origin, {**settings, **extra})
+
     src = read.source
-    source_settings = {k: shown(getattr(src, k), ("source", k))
-                       for k in ("uri", "table", "version", "region", "host_override",
-                                 "connection_factory", "api_key")
-                       if getattr(src, k) is not None}
-    if src.storage_options:
-        source_settings["storage_options"] = {
-            k: shown(v, ("source", "storage_options", k)) for k, v in src.storage_options.items()}
-    source = node("source", kind_of(src).label, ("source",), source_settings)
+    if src.parts:
+        source = node("source", kind_of(src).label, ("sources",), {"stop": src.stop})
+        source.children += [source_node(part.source, ("sources", part.name),
+                                        {"weight": part.weight, "filter": part.filter})
+                            for part in src.parts]
+    else:
+        source = source_node(src, ("source",), {})
     dataset = node("dataset", "ChunkDataset", ("columns",),
                    {"columns": read.columns or "all", "filter": read.filter,
                     "format": read.format})
     dataset.children.append(source)
+    if read.split is not None:
+        dataset.children.append(node("split", read.split.split or "every row", ("splits",),
+                                     {"by": read.split.by, "seed": read.split.seed,
+                                      "fractions": dict(read.split.fractions)}))
     for spec in read.decode:
         dataset.children.append(node("decode", f"{spec.column} ({spec.type})",
                                      ("decode", spec.column),
@@ -160,7 +203,8 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     if read.transform:
         dataset.children.append(node("transform", read.transform, ("transform",), {}))
     sampler_settings: dict[str, Any] = {"seed": sampler.seed, "rank": sampler.rank,
-                                        "world_size": sampler.world_size}
+                                        "world_size": sampler.world_size,
+                                        "limit": sampler.limit}
     if sampler.type == "shuffle":
         sampler_settings.update(mode=sampler.mode, block_rows=sampler.block_rows,
                                 chunk_rows=sampler.chunk_rows)

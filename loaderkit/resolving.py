@@ -26,12 +26,25 @@ MAX_EXTENDS = 32
 Overrides = Mapping[str, Any] | Sequence[str]
 
 
+def source_paths(data: Any) -> list[KeyPath]:
+    """The recipe keys of every source section: `source`, and each of `sources`."""
+    paths: list[KeyPath] = [("source",)]
+    if isinstance(data, dict) and isinstance(data.get("sources"), dict):
+        paths += [("sources", name) for name in data["sources"]]
+    return paths
+
+
 def is_secret_path(path: KeyPath) -> bool:
-    """Keys whose values are secrets: `api_key` and storage options named like credentials."""
-    if path == ("source", "api_key"):
+    """Keys whose values are secrets: `api_key` and storage options named like credentials,
+    in `source` or in any of `sources`."""
+    head = 1 if path[:1] == ("source",) else 2 if path[:1] == ("sources",) else 0
+    if not head or len(path) <= head:
+        return False
+    rest = path[head:]
+    if rest == ("api_key",):
         return True
-    return (len(path) == 3 and path[:2] == ("source", "storage_options")
-            and bool(SECRET_NAME.search(str(path[2]))))
+    return (len(rest) == 2 and rest[0] == "storage_options"
+            and bool(SECRET_NAME.search(str(rest[1]))))
 
 
 def resolve(path: str | Path, overrides: Overrides | None = None, *,

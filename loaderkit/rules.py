@@ -136,7 +136,7 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "loader:\n  batch_size: lots\n",
              _HEAD + _SRC + "loader:\n  batch_size: ${env:BATCH_SIZE,128}\n"),
         Rule("LK203", "missing-key", E,
-             "A required key is absent: `loaderkit`, `source`, `source.uri`.",
+             "A required key is absent: `loaderkit`, `source` (or `sources`), `source.uri`.",
              "Without them there is nothing to build.",
              "loaderkit: 1\nformat: torch\n",
              _HEAD + _SRC),
@@ -198,6 +198,45 @@ RULES: dict[str, Rule] = {
              "column.",
              _HEAD + _SRC + "format: arrow\ndecode:\n  image: {type: image}\n",
              _HEAD + _SRC + "format: torch\ndecode:\n  image: {type: image}\n"),
+        Rule("LK214", "unknown-split", E,
+             "`split` names a split that `splits.fractions` does not declare.",
+             "A typo would read no rows, or fail far from the line that caused it.",
+             _HEAD + _SRC + "splits:\n  by: id\n  fractions: {train: 0.9, val: 0.1}\n"
+             "split: trian\n",
+             _HEAD + _SRC + "splits:\n  by: id\n  fractions: {train: 0.9, val: 0.1}\n"
+             "split: train\n"),
+        Rule("LK215", "split-fractions", E,
+             "`splits.fractions` that cannot be: none at all, a fraction not above 0 or above "
+             "1, or fractions adding up to more than 1.",
+             "Splits never share a row, so together they cover at most all of them.",
+             _HEAD + _SRC + "splits:\n  by: id\n  fractions: {train: 0.9, val: 0.2}\n",
+             _HEAD + _SRC + "splits:\n  by: id\n  fractions: {train: 0.9, val: 0.1}\n"),
+        Rule("LK216", "split-without-splits", E,
+             "`split` with no `splits` declared (in the recipe or a base it extends).",
+             "Without the fractions there is no split to read.",
+             _HEAD + _SRC + "split: train\n",
+             _HEAD + _SRC + "splits:\n  by: id\n  fractions: {train: 0.9, val: 0.1}\n"
+             "split: train\n"),
+        Rule("LK217", "source-and-sources", E,
+             "A recipe with both `source` and `sources`.",
+             "One dataset or a mixture of several: both at once has no meaning.",
+             _HEAD + _SRC + "sources:\n  web: {uri: data/web.lance}\n",
+             _HEAD + "sources:\n  web: {uri: data/web.lance, weight: 3}\n"
+             "  books: {uri: data/books.lance, weight: 1}\n"),
+        Rule("LK218", "mixture-without-sources", W,
+             "`mixture` settings in a recipe that reads one `source`.",
+             "They have no effect, which is usually a sign of a mixed-up recipe.",
+             _HEAD + _SRC + "mixture:\n  stop: all_exhausted\n",
+             _HEAD + "sources:\n  web: {uri: data/web.lance}\n  books: {uri: data/b.lance}\n"
+             "mixture:\n  stop: all_exhausted\n"),
+        Rule("LK219", "mixture-with-sharded-fragment", E,
+             "`sampler.type: sharded_fragment` with `sources`.",
+             "It deals whole fragments of one dataset to ranks; a mixture's epoch interleaves "
+             "rows of several.",
+             _HEAD + "sources:\n  web: {uri: data/web.lance}\n  books: {uri: data/b.lance}\n"
+             "sampler:\n  type: sharded_fragment\n",
+             _HEAD + "sources:\n  web: {uri: data/web.lance}\n  books: {uri: data/b.lance}\n"
+             "sampler:\n  type: shuffle\n"),
         # --- secrets ---------------------------------------------------------------------
         Rule("LK301", "secret-in-clear", E,
              "`api_key`, or a storage option named like a key, secret, token, password or "
@@ -286,6 +325,12 @@ RULES: dict[str, Rule] = {
              "An image decoder reads bytes; numbers or vectors are not images.",
              _HEAD + _SRC + "columns: [image_emb]\ndecode:\n  image_emb: {type: image}\n",
              _HEAD + _SRC + "columns: [image]\ndecode:\n  image: {type: image}\n"),
+        Rule("LK413", "mixture-column-types-differ", E,
+             "A column that the sources of a mixture hold with different types (an int32 "
+             "label in one, a string in another).",
+             "A batch mixes rows of every source; its columns need one type.",
+             "# web.lance: label int32; books.lance: label string\n",
+             "# both sources: label int32 (cast one when writing it)\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from loaderkit.errors import Diagnostic
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
-from loaderkit.resolving import is_secret_path, iter_strings
+from loaderkit.resolving import is_secret_path, iter_strings, source_paths
 from loaderkit.rules import rule
 from loaderkit.vocabulary import DECODABLE_FORMATS, ENV_REFERENCE, env_reference
 
@@ -40,8 +40,11 @@ def validate(document: Document, *, live_source: bool = False
                                          f"columns: {data['columns']} selects no column",
                                          "list the columns to read, or remove `columns` to "
                                          "read them all"))
-    if "source" not in data and not live_source and document.complete:
-        problems.append(rule("LK203").at(document.locate(()), "missing required key 'source'"))
+    if "source" not in data and "sources" not in data and not live_source \
+            and document.complete:
+        problems.append(rule("LK203").at(document.locate(()), "missing required key 'source'",
+                                         "name the data: source: {uri: ...}, or several "
+                                         "sources: {NAME: {uri: ...}}"))
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -51,20 +54,40 @@ def validate(document: Document, *, live_source: bool = False
 
 # --- ${env:...} in fields that take no free text ------------------------------------------
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's annotation holds, directly or as the values of a mapping."""
+    for a in (annotation, *typing.get_args(annotation)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
+def _named_sections(annotation: Any) -> type[BaseModel] | None:
+    """For `dict[str, Model]` (named sections, such as `sources`), the Model."""
+    for a in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(a) is dict:
+            return _section_model(typing.get_args(a)[1])
+    return None
+
+
 def _annotation_at(path: KeyPath) -> Any:
     """The model annotation of the value at `path`, or None where the models have none."""
-    model: type[BaseModel] = Recipe
+    model: type[BaseModel] | None = Recipe
     annotation: Any = None
-    for depth, part in enumerate(path):
-        field = model.model_fields.get(str(part))
+    parts = list(path)
+    while parts:
+        part = parts.pop(0)
+        field = model.model_fields.get(str(part)) if model is not None else None
         if field is None:
             return None
         annotation = field.annotation
-        models = [a for a in (annotation, *typing.get_args(annotation))
-                  if isinstance(a, type) and issubclass(a, BaseModel)]
-        if models:
-            model = models[0]
-        elif depth < len(path) - 1:
+        named = _named_sections(annotation)
+        if named is not None and parts:
+            parts.pop(0)  # the section's name: `sources.web`
+            model, annotation = named, named
+            continue
+        model = _section_model(annotation)
+        if model is None and parts:
             return None  # inside a list or a mapping of plain values: they take text
     return annotation
 
@@ -229,15 +252,9 @@ def _unknown_key(loc: tuple[int | str, ...], document: Document) -> Diagnostic:
 
 
 def _known_keys(section: KeyPath) -> list[str]:
-    model: type[BaseModel] = Recipe
-    for part in section:
-        annotation = model.model_fields[str(part)].annotation
-        candidates = [a for a in (annotation, *typing.get_args(annotation))
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return []
-        model = candidates[0]
-    return list(model.model_fields)
+    model = _annotation_at(section) if section else Recipe
+    found = _named_sections(model) or _section_model(model)
+    return list(found.model_fields) if found is not None else []
 
 
 def _lookup(data: Any, path: KeyPath) -> Any:
@@ -252,7 +269,7 @@ def _dotted(path: KeyPath) -> str:
 
 # --- cross-field rules --------------------------------------------------------------------
 
-def _get(data: Any, *path: str) -> Any:
+def _get(data: Any, *path: str | int) -> Any:
     for part in path:
         if not isinstance(data, dict):
             return None
@@ -263,7 +280,7 @@ def _get(data: Any, *path: str) -> Any:
 def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
     """Rules across fields, on the data with typed `${env:...}` values read (`_typed_env`)."""
 
-    def at(*path: str) -> Any:
+    def at(*path: str | int) -> Any:
         return document.locate(path)
 
     version = data.get("loaderkit")
@@ -272,7 +289,8 @@ def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
         yield rule("LK204").at(at("loaderkit"), f"unknown recipe format version {version}",
                                "this loaderkit reads `loaderkit: 1`")
 
-    for path in (("transform",), ("source", "connection_factory")):
+    references = [("transform",), *((*p, "connection_factory") for p in source_paths(data))]
+    for path in references:
         value = _get(data, *path)
         if isinstance(value, str) and not REFERENCE.fullmatch(value):
             yield rule("LK205").at(at(*path), f"'{_dotted(path)}' must be 'module:attribute', got "
@@ -309,35 +327,90 @@ def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
                                "ranks count from 0 to world_size - 1")
 
     yield from _decode_rules(document, data)
+    yield from _mixture_rules(document, data)
+    yield from _split_rules(document, data)
 
-    uri, table = _get(data, "source", "uri"), _get(data, "source", "table")
-    if isinstance(uri, str):
-        yield from _source_rules(document, data, uri, table, workers)
-    yield from _secrets_in_clear(document)
+    for section in source_paths(data):
+        uri, table = _get(data, *section, "uri"), _get(data, *section, "table")
+        if isinstance(uri, str):
+            yield from _source_rules(document, data, section, uri, table, workers)
+    yield from _secrets_in_clear(document, data)
 
 
-def _source_rules(document: Document, data: dict[str, Any], uri: str, table: Any,
-                  workers: int) -> Iterator[Diagnostic]:
+def _source_rules(document: Document, data: dict[str, Any], section: KeyPath, uri: str,
+                  table: Any, workers: int) -> Iterator[Diagnostic]:
+    name = _dotted(section)
     remote = uri.startswith("db://")
     if (remote or uri.startswith("memory://")) and table is None:
-        yield rule("LK209").at(document.locate(("source", "uri")),
+        yield rule("LK209").at(document.locate((*section, "uri")),
                                f"'{uri}' is a LanceDB database: name the table with "
-                               "`source.table`")
+                               f"`{name}.table`")
     if uri.startswith("memory://") and workers > 0:
-        yield rule("LK210").at(document.locate(("source", "uri")),
+        yield rule("LK210").at(document.locate((*section, "uri")),
                                "a memory:// database exists in one process; workers cannot see "
                                "it", "set loader.num_workers: 0, or write the table to a "
                                      "directory")
     if not remote:
         for key in ("api_key", "region", "host_override"):
-            if _get(data, "source", key) is not None:
-                yield rule("LK211").at(document.locate(("source", key), key=True),
-                                       f"'source.{key}' only applies to db:// databases")
+            if _get(data, *section, key) is not None:
+                yield rule("LK211").at(document.locate((*section, key), key=True),
+                                       f"'{name}.{key}' only applies to db:// databases")
     if table is not None and uri.rstrip("/").endswith(".lance"):
-        yield rule("LK211").at(document.locate(("source", "table"), key=True),
+        yield rule("LK211").at(document.locate((*section, "table"), key=True),
                                f"'{uri}' looks like a Lance dataset, but `table` makes it a "
                                "LanceDB database", "remove `table`, or point uri at the "
                                                    "database directory")
+
+
+def _mixture_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    sources = data.get("sources")
+    if "source" in data and sources is not None:
+        yield rule("LK217").at(document.locate(("sources",), key=True),
+                               "a recipe reads `source` or `sources`, not both",
+                               "keep `source` for one dataset, or move it into `sources`")
+    if "mixture" in data and sources is None:
+        yield rule("LK218").at(document.locate(("mixture",), key=True),
+                               "`mixture` has no effect without `sources`")
+    if isinstance(sources, dict) and not sources:
+        yield rule("LK202").at(document.locate(("sources",)), "sources: {} names no source",
+                               "name each source: sources: {web: {uri: ...}}")
+    sampler = _get(data, "sampler", "type")
+    if isinstance(sources, dict) and sources and sampler == "sharded_fragment":
+        yield rule("LK219").at(document.locate(("sampler", "type")),
+                               "sharded_fragment deals whole fragments of one dataset; a "
+                               "mixture's rows come from several",
+                               "use full_scan, sharded_batch or shuffle with `sources`")
+
+
+def _split_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    splits, split = data.get("splits"), data.get("split")
+    fractions = _get(data, "splits", "fractions")
+    if split is not None and splits is None:
+        yield rule("LK216").at(document.locate(("split",)),
+                               f"split '{split}' is chosen, but no `splits` are declared",
+                               "declare them (usually in a base recipe): splits: {by: id, "
+                               "fractions: {train: 0.9, val: 0.1}}")
+    if not isinstance(fractions, dict):
+        return
+    if isinstance(split, str) and fractions and split not in fractions:
+        close = difflib.get_close_matches(split, [str(k) for k in fractions], n=1)
+        yield rule("LK214").at(document.locate(("split",)), f"no split named '{split}'",
+                               f"did you mean '{close[0]}'?" if close else
+                               "splits: " + ", ".join(map(str, fractions)))
+    values = [v for v in fractions.values() if isinstance(v, int | float)
+              and not isinstance(v, bool)]
+    for name, value in fractions.items():
+        if value in values and not 0 < value <= 1:
+            yield rule("LK215").at(document.locate(("splits", "fractions", name)),
+                                   f"split '{name}' has fraction {value}; each must be above 0 "
+                                   "and at most 1")
+    if not fractions:
+        yield rule("LK215").at(document.locate(("splits", "fractions")),
+                               "`splits.fractions` names no split")
+    elif sum(values) > 1 + 1e-9:
+        yield rule("LK215").at(document.locate(("splits", "fractions")),
+                               f"the split fractions add up to {sum(values):g}, more than 1",
+                               "the splits share no row: their fractions add up to 1 at most")
 
 
 def _decode_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
@@ -362,11 +435,13 @@ def _decode_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnost
                                "use one of: " + ", ".join(DECODABLE_FORMATS))
 
 
-def _secrets_in_clear(document: Document) -> Iterator[Diagnostic]:
-    candidates: list[KeyPath] = [("source", "api_key")]
-    options = _get(document.data, "source", "storage_options")
-    if isinstance(options, dict):
-        candidates += [("source", "storage_options", key) for key in options]
+def _secrets_in_clear(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    candidates: list[KeyPath] = []
+    for section in source_paths(data):
+        candidates.append((*section, "api_key"))
+        options = _get(document.data, *section, "storage_options")
+        if isinstance(options, dict):
+            candidates += [(*section, "storage_options", key) for key in options]
     for path in candidates:
         value = _lookup(document.data, path) if _has(document.data, path) else None
         if value is None or not is_secret_path(path):

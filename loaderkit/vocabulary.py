@@ -34,13 +34,18 @@ DecodeType = Literal["image"]
 DECODE_TYPES: tuple[str, ...] = get_args(DecodeType)
 ImageMode = Literal["RGB", "L", "RGBA"]
 
+# When a mixture's epoch ends (Hugging Face interleave_datasets' names).
+MixtureStop = Literal["first_exhausted", "all_exhausted"]
+# `splits.by` that assigns rows from the seed rather than from a column's values.
+RANDOM_SPLIT = "random"
+
 # Formats whose batches have named columns that `decode:` can replace.
 DECODABLE_FORMATS = ("torch", "numpy", "python", "python_col")
 
 # How a source is opened: a Lance dataset by uri; a table of a LanceDB database (a
 # directory, memory:// or db://); whatever a user's connection factory returns; a live
-# object handed to `load_recipe(source=...)`.
-SourceKind = Literal["lance_dataset", "lancedb_table", "factory", "live"]
+# object handed to `load_recipe(source=...)`; several of those mixed by weight (`sources`).
+SourceKind = Literal["lance_dataset", "lancedb_table", "factory", "live", "mixture"]
 SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 
 

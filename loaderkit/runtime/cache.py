@@ -28,6 +28,8 @@ from loaderkit.runtime.universe import ScanRun
 DEFAULT_CACHE_MB = 4096
 # Cache gathers of at least twice this many rows are split over two threads.
 GATHER_SPLIT_ROWS = 2048
+# What a cache loads: the universe's scanner runs, or its row ids (None: nothing yet).
+CacheRows = tuple[ScanRun, ...] | np.ndarray | None
 
 
 def fixed_bytes(schema: pa.Schema, rows: int) -> int:
@@ -70,13 +72,17 @@ class ShuffleCache:
         self._helper: ThreadPoolExecutor | None = None
 
     @classmethod
-    def load(cls, reader: Any, runs: tuple[ScanRun, ...], columns: dict[str, str] | None,
+    def load(cls, reader: Any, rows: CacheRows, columns: dict[str, str] | None,
              filter: str | None, fmt: BatchFormat, cache_mb: int | None) -> ShuffleCache:
+        """The universe's rows, in position order: `rows` are its scanner runs, or (where
+        a scanner would not read exactly them: a split, a mixture) its row ids."""
         budget = (cache_mb if cache_mb is not None else DEFAULT_CACHE_MB) * 2**20
+        if isinstance(rows, np.ndarray):
+            return cls._by_ids(reader, rows, columns, fmt, budget, cache_mb)
 
         def scanned() -> Iterator[pa.RecordBatch]:
             held = 0
-            for run in runs:
+            for run in rows or ():
                 for b in reader.scan(run, columns, filter, 65536, None):
                     held += b.nbytes
                     if held > budget:
@@ -86,8 +92,8 @@ class ShuffleCache:
         if fmt.gathers:
             # Filled batch by batch into one array per column: ~1x the data at
             # peak, where holding the batches, combining and converting took ~3x.
-            rows = sum(run.limit for run in runs)
-            arrays = fill((pa.Table.from_batches([b]) for b in scanned()), rows, fmt)
+            total = sum(run.limit for run in rows or ())
+            arrays = fill((pa.Table.from_batches([b]) for b in scanned()), total, fmt)
             if arrays is not None:
                 return cls(arrays=arrays)
         batches = list(scanned())
@@ -95,6 +101,26 @@ class ShuffleCache:
         combined = pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches()
         return cls(batch=combined[0] if combined else pa.RecordBatch.from_pylist([],
                                                                                  schema=schema))
+
+    @classmethod
+    def _by_ids(cls, reader: Any, ids: np.ndarray, columns: dict[str, str] | None,
+                fmt: BatchFormat, budget: int, cache_mb: int | None) -> ShuffleCache:
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        parts, held = [], 0
+        for part in reader.take_parts(uniq, columns) if hasattr(reader, "take_parts") else \
+                [reader.take(uniq, columns)]:
+            held += part.nbytes
+            if held > budget:
+                raise over_budget(cache_mb)
+            parts.append(part)
+        if fmt.gathers:
+            arrays = fill(parts, len(uniq), fmt)
+            if arrays is not None:
+                return cls(arrays=gather(arrays, inverse.astype(np.int64)))
+        table = pa.concat_tables(parts) if parts else reader.schema(columns).empty_table()
+        ordered = table.take(pa.array(inverse)).combine_chunks().to_batches()
+        return cls(batch=ordered[0] if ordered else pa.RecordBatch.from_pylist(
+            [], schema=table.schema))
 
     def gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """`array[positions]` for every column, large gathers split over two threads.

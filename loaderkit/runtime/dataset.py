@@ -17,7 +17,7 @@ import torch.utils.data
 
 from loaderkit.errors import TransformError
 from loaderkit.references import call_user, import_attr
-from loaderkit.runtime.cache import ShuffleCache
+from loaderkit.runtime.cache import CacheRows, ShuffleCache
 from loaderkit.runtime.chunks import Chunk, HeldChunk, ReadyChunk, fill, one_batch, rebatch
 from loaderkit.runtime.decoding import decode_batch, in_batch
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
@@ -38,12 +38,12 @@ class ChunkDataset(torch.utils.data.Dataset):
         self,
         read: ReadSpec,
         batch_size: int,
-        cache_runs: tuple[ScanRun, ...] | None = None,
+        cache_rows: CacheRows = None,
         cache_mb: int | None = None,
     ) -> None:
         self.read = read
         self.batch_size = batch_size
-        self.cache_runs = cache_runs
+        self.cache_rows = cache_rows
         self.cache_mb = cache_mb
         self._reader: Any = None
         self._transform: Callable[[Any], Any] | None = None
@@ -185,8 +185,8 @@ class ChunkDataset(torch.utils.data.Dataset):
 
     def _load_cache(self) -> ShuffleCache:
         if self._cache is None:
-            if self.cache_runs is None:
-                raise TypeError("cache tasks need the cache's scan runs")
-            self._cache = ShuffleCache.load(self.reader, self.cache_runs, self.read.columns,
+            if self.cache_rows is None:
+                raise TypeError("cache tasks need the cache's rows")
+            self._cache = ShuffleCache.load(self.reader, self.cache_rows, self.read.columns,
                                             self.read.filter, self.format, self.cache_mb)
         return self._cache

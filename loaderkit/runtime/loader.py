@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data
 
@@ -187,7 +188,8 @@ class RecipeLoader(torch.utils.data.DataLoader):
     # ---- resume -------------------------------------------------------------
 
     def _recorded(self) -> dict[str, Any]:
-        return settings(self.row_sampler.spec, self._spec, self.row_sampler.rows())
+        dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
+        return settings(self.row_sampler.spec, self._spec, dataset.read, self.row_sampler.rows())
 
     def state_dict(self) -> dict[str, Any]:
         """Where this loader stands: small, JSON-able, independent of num_workers."""
@@ -212,15 +214,16 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
     obj = handle if handle is not None else open_source(source)
     read = dataclasses.replace(read, source=pinned_source(source, obj))
     reader = reader_for(obj, read.source)
-    universe = reader.universe(read.filter)
+    universe = reader.universe(read.filter, read.split)
     schema = reader.schema(read.columns)
     rows = make_sampler(sampler, universe, loader.batch_size, loader.drop_last,
                         cache.fixed_bytes(schema, 1))
-    cache_runs = None
+    held: cache.CacheRows = None
     if sampler.type == "shuffle" and sampler.mode == "cache":
         cache.check_budget(schema, universe.size, sampler.cache_mb)
-        cache_runs = universe.runs([range(universe.size)])
-    dataset = ChunkDataset(read, loader.batch_size, cache_runs, sampler.cache_mb)
+        held = universe.runs([range(universe.size)]) if universe.scannable else \
+            universe.ids(np.arange(universe.size, dtype=np.int64))
+    dataset = ChunkDataset(read, loader.batch_size, held, sampler.cache_mb)
     # Also with workers: the main process reads each epoch's first tasks itself.
     dataset.use_reader(reader)
     # Rows that cost CPU (decoding, a transform in the workers) or hold large payloads

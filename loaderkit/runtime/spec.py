@@ -13,6 +13,7 @@ from loaderkit.vocabulary import (
     DecodeType,
     FormatName,
     ImageMode,
+    MixtureStop,
     MultiprocessingContext,
     SamplerType,
     ShuffleMode,
@@ -41,6 +42,10 @@ class SourceSpec:
     # A live object given to `load_recipe(source=...)` that no other process can open (a
     # memory:// or remote table): read in this process only, never by a worker.
     live: bool = False
+    # A mixture (`sources`): the sources it mixes, and when its epoch ends. `uri` then
+    # only names it (for messages).
+    parts: tuple[MixturePart, ...] = ()
+    stop: MixtureStop = "first_exhausted"
 
     @property
     def is_lancedb(self) -> bool:
@@ -48,11 +53,42 @@ class SourceSpec:
 
     @property
     def kind(self) -> SourceKind:
+        if self.parts:
+            return "mixture"
         if self.live:
             return "live"
         if self.connection_factory is not None:
             return "factory"
         return "lancedb_table" if self.is_lancedb else "lance_dataset"
+
+
+@dataclass(frozen=True)
+class MixturePart:
+    """One source of a mixture: its name in `sources`, its spec, weight and own filter."""
+
+    name: str
+    source: SourceSpec
+    weight: float = 1.0
+    filter: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """`splits` + `split`: which split this recipe reads, and how rows are assigned."""
+
+    by: str  # a column, or vocabulary.RANDOM_SPLIT
+    fractions: tuple[tuple[str, float], ...]
+    seed: int = 0
+    split: str | None = None  # None: every row
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        """The [low, high) range of the unit interval that split `name` takes."""
+        low = 0.0
+        for split, fraction in self.fractions:
+            if split == name:
+                return low, low + fraction
+            low += fraction
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -76,6 +112,7 @@ class ReadSpec:
     transform: str | None = None  # "module:attribute", called on each batch in the worker
     batch_readahead: int | None = None
     decode: tuple[DecodeSpec, ...] = ()  # run on each batch before `transform`
+    split: SplitSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -88,9 +125,10 @@ class SamplerSpec:
     world_size: int = 1
     mode: ShuffleMode = "block"
     block_rows: int = 1024
-    chunk_rows: int | None = None  # None: chosen per sampler and mode (plans.py)
+    chunk_rows: int | None = None  # None: chosen per sampler and mode (samplers/)
     cache_mb: int | None = None
     uneven: UnevenPolicy = "allow"
+    limit: int | None = None  # rows per epoch, over all ranks
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,33 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from loaderkit.errors import ResumeError
-from loaderkit.runtime.spec import LoaderSpec, SamplerSpec
+from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 
 STATE_VERSION = 1
 
 # Settings that fix the order of an epoch: a resume under any other value would
 # deliver a different sequence, so it is refused rather than silently wrong.
 ORDER_KEYS = ("sampler", "mode", "seed", "world_size", "rank", "batch_size", "drop_last",
-              "uneven", "block_rows", "chunk_rows", "rows_per_epoch")
+              "uneven", "block_rows", "chunk_rows", "rows_per_epoch", "limit", "mixture",
+              "split")
 
 
-def settings(sampler: SamplerSpec, loader: LoaderSpec, rows_per_epoch: int) -> dict[str, Any]:
+def settings(sampler: SamplerSpec, loader: LoaderSpec, read: ReadSpec,
+             rows_per_epoch: int) -> dict[str, Any]:
     """What a state records of the recipe: the ORDER_KEYS, and the worker count (for the
     reader's information: a state resumes under any)."""
+    source, split = read.source, read.split
+    mixture = None if not source.parts else {
+        "sources": [[p.name, p.weight] for p in source.parts], "stop": source.stop}
+    chosen = None if split is None else {
+        "by": split.by, "seed": split.seed, "split": split.split,
+        "fractions": [[name, fraction] for name, fraction in split.fractions]}
     values = {"sampler": sampler.type, "mode": sampler.mode, "seed": sampler.seed,
               "world_size": sampler.world_size, "rank": sampler.rank,
               "batch_size": loader.batch_size, "drop_last": loader.drop_last,
               "uneven": sampler.uneven, "block_rows": sampler.block_rows,
-              "chunk_rows": sampler.chunk_rows, "rows_per_epoch": rows_per_epoch}
+              "chunk_rows": sampler.chunk_rows, "rows_per_epoch": rows_per_epoch,
+              "limit": sampler.limit, "mixture": mixture, "split": chosen}
     return {**{k: values[k] for k in ORDER_KEYS}, "num_workers": loader.num_workers}
 
 

@@ -26,6 +26,21 @@ class ScanRun:
     limit: int
 
 
+@dataclass(frozen=True)
+class Mixture:
+    """A universe made of several sources, in that order: the rows of each, its weight, and
+    when an epoch ends (`first_exhausted` or `all_exhausted`)."""
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    weights: tuple[float, ...]
+    stop: str = "first_exhausted"
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class Universe:
     """The rows a recipe reads, fragment by fragment in dataset order.
@@ -33,12 +48,19 @@ class Universe:
     `row_ids` is None when ids follow from the layout (no filter, no deletions):
     then the id of position p is the row address `fragment_id << 32 | offset`.
     `offsets` marks sources read by plain offsets (tables without `to_lance`).
+    `scannable` is False when a scanner over the fragments (with the recipe's filter)
+    would not read exactly these rows (a split, a mixture): they are read by id.
+    `mixture` describes a universe of several sources; `split_rows` counts the rows of
+    each declared split (for the build's report).
     """
 
     fragment_ids: np.ndarray
     fragment_rows: np.ndarray
     row_ids: np.ndarray | None
     offsets: bool = False
+    scannable: bool = True
+    mixture: Mixture | None = None
+    split_rows: tuple[tuple[str, int], ...] = ()
 
     @cached_property
     def starts(self) -> np.ndarray:

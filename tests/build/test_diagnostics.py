@@ -265,3 +265,94 @@ def test_decode_of_a_column_without_bytes_is_lk412_at_the_decode_entry(
 def test_decode_of_a_string_column_is_lk412(write_recipe: Write) -> None:
     path = write_recipe(HEAD + "columns: [id, text]\ndecode:\n  text: {type: image}\n")
     assert [d.code for d in errors_of(path)] == ["LK412"]
+
+
+MIXTURE = """\
+loaderkit: 1
+sources:
+  items:
+    uri: {data}/items.lance
+    weight: 3
+  table:
+    uri: {data}/db
+    table: items
+    weight: 1
+"""
+
+
+def test_a_column_missing_in_one_source_is_lk402_inside_that_sources_entry(
+        write_recipe: Write, tmp_path: Path) -> None:
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": [1, 2], "other": [3, 4]}), tmp_path / "thin.lance")
+    path = write_recipe(MIXTURE + f"  thin:\n    uri: {tmp_path}/thin.lance\n"
+                        "columns: [id, score]\n")
+    [error] = errors_of(path)
+    assert error.code == "LK402" and error.line == 11 and "source 'thin'" in error.message
+
+
+def test_a_column_of_another_type_in_one_source_is_lk413(write_recipe: Write,
+                                                         tmp_path: Path) -> None:
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": pa.array([1, 2], pa.int32()),
+                                  "score": pa.array([1.0, 2.0], pa.float32())}),
+                        tmp_path / "int32.lance")
+    path = write_recipe(MIXTURE + f"  narrow:\n    uri: {tmp_path}/int32.lance\n"
+                        "columns: [id, score]\n")
+    [error] = errors_of(path)
+    assert (error.code, error.line) == ("LK413", 11)
+    assert "int32" in error.message and "int64" in error.message
+
+
+def test_a_missing_source_of_a_mixture_is_lk401_at_its_uri(write_recipe: Write) -> None:
+    path = write_recipe(MIXTURE.replace("items.lance", "itmes.lance") + "columns: [id]\n")
+    [error] = errors_of(path)
+    assert (error.code, error.line) == ("LK401", 4)
+
+
+def test_an_invalid_filter_of_one_source_is_lk403_at_that_filter(write_recipe: Write) -> None:
+    path = write_recipe(MIXTURE + "    filter: \"score >\"\ncolumns: [id]\n")
+    [error] = errors_of(path)
+    assert (error.code, error.line) == ("LK403", 10)
+
+
+def test_a_mixture_builds_and_shows_each_sources_rows_and_share(write_recipe: Write) -> None:
+    path = write_recipe(MIXTURE + "    filter: \"id < 100\"\ncolumns: [id, score]\n")
+    compiled = compile_recipe(path, probe=False)
+    items, table = compiled.plan.node("sources", "items"), compiled.plan.node("sources", "table")
+    assert (items.settings["rows"], items.settings["share"]) == (300, 0.75)
+    assert (table.settings["rows"], table.settings["share"]) == (100, 0.25)
+    assert items.settings["version"] == 4
+
+
+def test_an_empty_source_of_a_mixture_warns_lk410_at_its_entry(write_recipe: Write) -> None:
+    path = write_recipe(MIXTURE + "    filter: \"id < 0\"\ncolumns: [id]\n")
+    [warning] = warnings_of(path, "LK410")
+    assert warning.line == 7 and "source 'table'" in warning.message
+
+
+SPLITS = "splits:\n  by: id\n  fractions: {train: 0.8, val: 0.1, test: 0.1}\n"
+
+
+def test_splits_show_each_splits_rows(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id]\n" + SPLITS + "split: val\n")
+    compiled = compile_recipe(path, probe=False)
+    rows = compiled.plan.node("splits").settings["rows"]
+    assert sum(rows.values()) == 300 and rows["val"] == compiled.loader.selected_rows
+
+
+def test_a_split_column_that_does_not_exist_is_lk402_at_splits_by(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id]\n" + SPLITS.replace("by: id", "by: idd")
+                        + "split: val\n")
+    [error] = errors_of(path)
+    assert (error.code, error.line, error.hint) == ("LK402", 6, "did you mean 'id'?")
+
+
+def test_an_empty_split_warns_lk410_with_the_counts(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + "columns: [id]\nsplits:\n  by: id\n"
+                               "  fractions: {train: 0.99999, tiny: 0.00001}\nsplit: tiny\n")
+    [warning] = warnings_of(path, "LK410")
+    assert warning.line == 8 and "train: 300" in warning.message

@@ -78,8 +78,8 @@ def test_a_missing_split_is_a_clear_error(tmp_path: Path) -> None:
         RecipeDataModule(train=tmp_path / "x.yaml").test_dataloader()
 
 
-def test_the_example_train_and_eval_recipes_share_no_row(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_example_train_eval_and_test_recipes_share_no_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from loaderkit import load_recipe
     from loaderkit.demo import write_demo
 
@@ -87,9 +87,11 @@ def test_the_example_train_and_eval_recipes_share_no_row(tmp_path: Path,
     write_demo(tmp_path / "demo", rows=2_000)
     monkeypatch.chdir(tmp_path)
     ids = {}
-    for name in ("train", "eval"):
+    for name in ("train", "eval", "test"):
         loader = load_recipe(str(repo / "recipes" / f"{name}.yaml"),
                              {"columns": ["id"], "loader.drop_last": False})
         ids[name] = {int(i) for batch in loader for i in batch["id"]}
-    assert ids["train"] and ids["eval"] and not ids["train"] & ids["eval"]
-    assert ids["train"] | ids["eval"] == set(range(2_000))
+    assert all(ids.values())
+    assert not ids["train"] & ids["eval"] and not ids["train"] & ids["test"]
+    assert not ids["eval"] & ids["test"]
+    assert ids["train"] | ids["eval"] | ids["test"] == set(range(2_000))

@@ -39,3 +39,13 @@ def images_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def blob_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_images(tmp_path_factory.mktemp("blob") / "pictures.lance", "blob_v2")
+
+
+@pytest.fixture(scope="session")
+def mixed_uris(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Three datasets for mixtures, ids disjoint: big 0..2999, small 10000..10599,
+    tiny 20000..20099."""
+    root = tmp_path_factory.mktemp("mixed")
+    return {"big": write_dataset(root / "big.lance", 3000, 0),
+            "small": write_dataset(root / "small.lance", 600, 10_000),
+            "tiny": write_dataset(root / "tiny.lance", 100, 20_000)}

@@ -34,9 +34,17 @@ def make_table(start: int, rows: int) -> pa.Table:
     )
 
 
-def write_dataset(uri: str | Path, rows: int = ROWS) -> str:
-    lance.write_dataset(make_table(0, rows), str(uri), max_rows_per_file=FRAGMENT_ROWS)
+def write_dataset(uri: str | Path, rows: int = ROWS, start: int = 0) -> str:
+    lance.write_dataset(make_table(start, rows), str(uri), max_rows_per_file=FRAGMENT_ROWS)
     return str(uri)
+
+
+def mixture(**parts: tuple[str, float]) -> SourceSpec:
+    """A mixture of datasets: name=(uri, weight), in that order."""
+    from loaderkit.runtime.spec import MixturePart
+
+    return SourceSpec(uri="mixture", parts=tuple(
+        MixturePart(name, SourceSpec(uri=uri), weight) for name, (uri, weight) in parts.items()))
 
 
 IMAGE_ROWS = 150
@@ -101,6 +109,7 @@ def build(
     format: Any = "torch",
     transform: str | None = None,
     decode: tuple[Any, ...] = (),
+    split: Any = None,
     batch_size: int = 16,
     num_workers: int = 0,
     drop_last: bool = False,
@@ -112,7 +121,7 @@ def build(
     sampler = {"chunk_rows": 64, "block_rows": 8, **sampler}
     return make_loader(
         ReadSpec(source=src, columns=columns, filter=filter, format=format, transform=transform,
-                 decode=decode),
+                 decode=decode, split=split),
         SamplerSpec(**sampler),
         LoaderSpec(
             batch_size=batch_size,

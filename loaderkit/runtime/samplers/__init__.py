@@ -22,7 +22,8 @@ from typing import ClassVar
 import numpy as np
 
 from loaderkit.errors import SamplerError
-from loaderkit.runtime.samplers.ordering import Order, Segment, positions
+from loaderkit.runtime.samplers import mixing
+from loaderkit.runtime.samplers.ordering import Order, Segment, cut, positions
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import CacheTask, ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
@@ -30,6 +31,8 @@ from loaderkit.runtime.universe import ScanRun, Universe
 # Rows per chunk task when `SamplerSpec.chunk_rows` is unset and the sampler has no
 # size of its own: one Lance call reads this many.
 DEFAULT_CHUNK_ROWS = 65536
+# The random stream of a mixture's interleave (its phases), apart from every source's.
+MIXTURE_STREAM = 1 << 20
 
 SAMPLERS: dict[str, type[Sampler]] = {}
 
@@ -75,6 +78,27 @@ class Sampler:
     def rank_segments(self, epoch: int) -> list[Segment]:
         """This rank's positions for `epoch`, in delivery order."""
         raise NotImplementedError
+
+    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
+        """An order of positions 0 .. size - 1 for `epoch`: dataset order unless the sampler
+        shuffles. `stream` tells independent orders apart (a mixture's source and cycle)."""
+        return range(size)
+
+    def global_order(self, epoch: int) -> list[Segment]:
+        """The epoch's order over all ranks: the sampler's own order of the universe, or a
+        mixture's sources interleaved by weight; cut to `limit` rows."""
+        u = self.universe
+        if u.mixture is None:
+            order = [self.sequence(epoch, u.size)]
+        else:
+            sizes = u.mixture.sizes
+            order = [mixing.interleave(
+                u.mixture, lambda source, cycle: self.sequence(epoch, sizes[source],
+                                                               (source, cycle)),
+                self.rng(epoch, MIXTURE_STREAM))]
+        if self.spec.limit is not None:
+            order = cut(order, 0, self.spec.limit)
+        return order
 
     def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
         """Chunk `index` (rows cuts[index]..cuts[index + 1] of the order) without its first
@@ -149,7 +173,15 @@ class Sampler:
 
 
 class ScanSampler(Sampler):
-    """A sampler whose order is runs of contiguous positions, read with scanners."""
+    """A sampler whose order is runs of contiguous positions, read with scanners.
+
+    Where a scanner would not read exactly the universe's rows (a split, a mixture), it
+    reads them by id, as any other sampler.
+    """
+
+    @property
+    def scans(self) -> bool:
+        return self.universe.scannable and self.universe.mixture is None
 
     def _ranges(self, epoch: int, a: int, b: int) -> list[range]:
         ranges = self.order(epoch).slice(a, b)
@@ -158,15 +190,22 @@ class ScanSampler(Sampler):
         return ranges  # type: ignore[return-value]
 
     def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
+        if not self.scans:
+            return super().chunk(epoch, index, cuts, lead)
         a, b = cuts[index], cuts[index + 1]
         runs = self.universe.runs(self._ranges(epoch, a + lead, b), self.batch_size)
         return ScanTask(runs, b - a - lead)
 
     def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
+        if not self.scans:
+            return None
         ranges = self._ranges(epoch, skip_batches * self.batch_size, self.rows(epoch))
         return self.universe.runs(ranges, self.batch_size)
 
     def split(self, epoch: int, task: Task, a: int, b: int) -> Iterator[Task]:
+        if not self.scans:
+            yield from super().split(epoch, task, a, b)
+            return
         bs = self.batch_size
         for start in range(a, b, bs):
             stop = min(start + bs, b)
@@ -185,5 +224,5 @@ def make_sampler(spec: SamplerSpec, universe: Universe, batch_size: int, drop_la
 
 # Each module of this package defines one sampler type; importing it registers it.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "ordering":
+    if _module.name not in ("ordering", "mixing"):
         importlib.import_module(f"{__name__}.{_module.name}")

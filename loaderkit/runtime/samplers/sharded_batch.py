@@ -15,9 +15,9 @@ class ShardedBatch(Sampler):
     name = "sharded_batch"
 
     def rank_segments(self, epoch: int) -> list[Segment]:
-        n, bs = self.universe.size, self.batch_size
+        glob: list[Segment] = self.global_order(epoch)
+        n, bs = len(Order(glob)), self.batch_size
         ws, r = self.spec.world_size, self.spec.rank
-        glob: list[Segment] = [range(n)]
         if self.drop_last:
             total = n // (ws * bs) * ws * bs
         elif self.spec.uneven == "pad":

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from loaderkit.runtime.samplers import Sampler
-from loaderkit.runtime.samplers.ordering import Segment, contiguous_share, positions
+from loaderkit.runtime.samplers import Sampler, mixing
+from loaderkit.runtime.samplers.ordering import Order, Segment, contiguous_share, positions
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import CacheTask, TakeTask, Task
 from loaderkit.runtime.universe import Universe
@@ -46,14 +46,14 @@ class Shuffle(Sampler):
         lo, hi = EXACT_CHUNK_ROWS
         return min(hi, max(lo, EXACT_CHUNK_BYTES // row_bytes))
 
-    def permutation(self, epoch: int) -> np.ndarray:
-        """The epoch's global order of universe positions."""
-        return self.rng(epoch).permutation(self.universe.size).astype(np.int64, copy=False)
+    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
+        """A permutation of 0 .. size - 1 from (seed, epoch, stream)."""
+        return self.rng(epoch, *stream).permutation(size).astype(np.int64, copy=False)
 
     def rank_segments(self, epoch: int) -> list[Segment]:
-        n, spec = self.universe.size, self.spec
-        return contiguous_share([self.permutation(epoch)], n, self.batch_size,
-                                spec.world_size, spec.rank, self.drop_last, spec.uneven)
+        glob, spec = self.global_order(epoch), self.spec
+        return contiguous_share(glob, len(Order(glob)), self.batch_size, spec.world_size,
+                                spec.rank, self.drop_last, spec.uneven)
 
 
 class CacheShuffle(Shuffle):
@@ -72,10 +72,10 @@ class BlockShuffle(Shuffle):
     def chunk_rows_for(self, row_bytes: int) -> int:
         return BLOCK_CHUNK_ROWS
 
-    def permutation(self, epoch: int) -> np.ndarray:
+    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
         # Random order of contiguous blocks: neighbours on disk stay neighbours, so
         # each chunk's sorted take reads runs instead of single rows.
-        n, rng = self.universe.size, self.rng(epoch)
+        n, rng = size, self.rng(epoch, *stream)
         b = max(1, self.spec.block_rows)
         starts = rng.permutation(math.ceil(n / b)).astype(np.int64) * b
         lengths = np.minimum(b, n - starts)
@@ -93,6 +93,17 @@ class BlockShuffle(Shuffle):
         ga, gb = (cuts[0], cuts[min(2, len(cuts) - 1)]) if index < 2 else (a, b)
         key = 0 if index < 2 else index
         picked = positions(self.order(epoch).slice(ga, gb))
-        mix = self.rng(epoch, self.spec.rank, key).permutation(len(picked))
-        picked = picked[mix][a - ga : b - ga][lead:]
+        rng = self.rng(epoch, self.spec.rank, key)
+        mixture = self.universe.mixture
+        if mixture is None:
+            picked = picked[rng.permutation(len(picked))]
+        else:
+            # Mix each source's rows among that source's places: the interleave, and
+            # so the mixture's proportions at every point, stay as they were.
+            picked = picked.copy()
+            sources = mixing.source_of(mixture, picked)
+            for source in range(len(mixture.sizes)):
+                places = np.flatnonzero(sources == source)
+                picked[places] = picked[places[rng.permutation(len(places))]]
+        picked = picked[a - ga : b - ga][lead:]
         return TakeTask(self.universe.ids(picked))

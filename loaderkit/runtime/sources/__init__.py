@@ -44,6 +44,13 @@ class SourceKind:
         raise NotImplementedError
 
     @staticmethod
+    def pinned(source: SourceSpec, handle: Any) -> SourceSpec:
+        """`source` pinned to the version `handle` (what opening it gave) is at."""
+        if source.version is not None:
+            return source
+        return dataclasses.replace(source, version=int(handle.version))
+
+    @staticmethod
     def crosses_to_workers(source: SourceSpec) -> bool:
         """Whether a worker can open the source itself from its spec."""
         return True
@@ -94,19 +101,19 @@ def open_source(source: SourceSpec) -> Any:
 
 
 def pinned(source: SourceSpec, handle: Any) -> SourceSpec:
-    """`source` pinned to the version `handle` (what `open_source(source)` gave) is at.
+    """`source` pinned to the version(s) `handle` (what `open_source(source)` gave) is at.
 
     Workers open exactly this version, so an append during training cannot change
     the rows (or their addresses) of an epoch already planned.
     """
-    if source.version is not None:
-        return source
-    return dataclasses.replace(source, version=int(handle.version))
+    return kind_of(source).pinned(source, handle)
 
 
 def pin_version(source: SourceSpec) -> SourceSpec:
     """`source` with `version` set to the version current now (if it was unset)."""
-    return source if source.version is not None else pinned(source, open_source(source))
+    if source.version is not None and not source.parts:
+        return source
+    return pinned(source, open_source(source))
 
 
 def live_source(obj: Any) -> SourceSpec:

@@ -20,11 +20,13 @@ import numpy as np
 import pyarrow as pa
 
 from loaderkit.errors import SourceError
+from loaderkit.runtime import splits
 from loaderkit.runtime.sources import storage_options
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
-from loaderkit.runtime.spec import SourceSpec
+from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import ScanRun, Universe
+from loaderkit.vocabulary import RANDOM_SPLIT
 
 Columns = dict[str, str] | None
 
@@ -34,7 +36,7 @@ class Reader(Protocol):
 
     def schema(self, columns: Columns) -> pa.Schema: ...
 
-    def universe(self, filter: str | None) -> Universe: ...
+    def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe: ...
 
     def scan(
         self,
@@ -123,15 +125,16 @@ class LanceReader:
         batches = table.combine_chunks().to_batches()
         return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
-    def universe(self, filter: str | None) -> Universe:
+    def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
         with reading(self.source):
-            return self._universe(filter)
+            return self._universe(filter, split)
 
-    def _universe(self, filter: str | None) -> Universe:
+    def _universe(self, filter: str | None, split: SplitSpec | None) -> Universe:
         frags = self.ds.get_fragments()
         frag_ids = np.array([f.fragment_id for f in frags], dtype=np.int64)
         explicit = (
             filter is not None
+            or split is not None
             or self.ds.has_stable_row_ids
             or any(f.metadata.deletion_file is not None for f in frags)
         )
@@ -140,8 +143,17 @@ class LanceReader:
             # full scan plans in O(fragments) memory.
             rows = np.array([f.metadata.physical_rows for f in frags], dtype=np.int64)
             return Universe(frag_ids, rows, None)
-        # One cheap projection-free scan (row ids and addresses only) names the rows.
-        tbl = self.ds.to_table(columns=[], with_row_id=True, with_row_address=True, filter=filter)
+        # One cheap scan (row ids and addresses, and a split's column) names the rows.
+        by = [split.by] if split is not None and split.by != RANDOM_SPLIT else []
+        tbl = self.ds.to_table(columns=by, with_row_id=True, with_row_address=True,
+                               filter=filter)
+        split_rows: tuple[tuple[str, int], ...] = ()
+        if split is not None:
+            assigned = splits.assign(tbl[split.by] if by else np.arange(tbl.num_rows), split)
+            split_rows = tuple(splits.counts(assigned, split).items())
+            if split.split is not None:
+                wanted = [name for name, _ in split.fractions].index(split.split)
+                tbl = tbl.filter(pa.array(assigned == wanted))
         row_ids = tbl["_rowid"].to_numpy().astype(np.int64)
         frag_of_row = (tbl["_rowaddr"].to_numpy() >> np.uint64(32)).astype(np.int64)
         # Rows arrive in scan order (fragment by fragment); map fragment ids to
@@ -153,7 +165,8 @@ class LanceReader:
             order = np.argsort(row_frag_index, kind="stable")
             row_ids, row_frag_index = row_ids[order], row_frag_index[order]
         rows = np.bincount(row_frag_index, minlength=len(frag_ids)).astype(np.int64)
-        return Universe(frag_ids, rows, row_ids)
+        chosen = split is not None and split.split is not None
+        return Universe(frag_ids, rows, row_ids, scannable=not chosen, split_rows=split_rows)
 
     def scan(
         self,
@@ -419,14 +432,31 @@ class TableReader:
                 return Payloads.of(self.table.schema, None).schema(self.table.schema)
         return self.take(np.array([0], dtype=np.int64), columns).schema
 
-    def universe(self, filter: str | None) -> Universe:
-        offsets = self._offsets(filter)
+    def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
+        split_rows: tuple[tuple[str, int], ...] = ()
+        if split is None:
+            offsets = self._offsets(filter)
+        else:
+            with reading(self.source):
+                by = {} if split.by == RANDOM_SPLIT else {split.by: split.by}
+                query = self.table.search()
+                if filter is not None:
+                    query = query.where(filter)
+                found = query.select({"_rowoffset": "_rowoffset", **by}).limit(None).to_arrow()
+            found = found.sort_by("_rowoffset")
+            offsets = found["_rowoffset"].to_numpy().astype(np.int64)
+            assigned = splits.assign(found[split.by] if by else np.arange(len(offsets)), split)
+            split_rows = tuple(splits.counts(assigned, split).items())
+            if split.split is not None:
+                offsets = offsets[assigned == [n for n, _ in split.fractions].index(split.split)]
         if offsets is None:
             with reading(self.source):
                 n = int(self.table.count_rows())
         else:
             n = len(offsets)
-        return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), offsets, True)
+        chosen = split is not None and split.split is not None
+        return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), offsets,
+                        True, scannable=not chosen, split_rows=split_rows)
 
     def _offsets(self, filter: str | None) -> np.ndarray | None:
         """The offsets of the rows `filter` keeps, in table order (None: every row)."""
@@ -495,6 +525,9 @@ def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:
 
 def reader_for(obj: Any, source: SourceSpec | None = None) -> Reader:
     """Wrap what `open_source(source)` returned in the fastest reader that can read it."""
+    own = getattr(obj, "reader", None)
+    if callable(own):  # a handle that knows its reader (a mixture's)
+        return own(source)
     ds = as_lance_dataset(obj)
     if ds is not None:
         return LanceReader(ds, source)

@@ -1,0 +1,143 @@
+"""A mixture (`sources`): several sources, each opened, pinned and filtered on its own,
+read as one universe whose rows carry their source in the top bits of their id.
+
+The sampler interleaves the sources by weight (samplers/mixing.py); a task's ids
+name rows of any source, and the reader splits them by source, reads each part
+from its own reader and hands them back in id order. Each source keeps its own
+connection factory, version and secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from loaderkit.errors import SourceError
+from loaderkit.runtime.sources import SourceKind, kind_of, open_source
+from loaderkit.runtime.sources.payloads import Payloads
+from loaderkit.runtime.spec import SourceSpec, SplitSpec
+from loaderkit.runtime.universe import Mixture, ScanRun, Universe
+from loaderkit.vocabulary import Text
+
+# A row id of a mixture: the source's index above this bit, the source's own id below.
+SOURCE_SHIFT = 56
+_LOCAL = (1 << SOURCE_SHIFT) - 1
+
+
+def and_filters(*filters: str | None) -> str | None:
+    """The filters that are set, ANDed (None when none is)."""
+    present = [f for f in filters if f is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return " AND ".join(f"({f})" for f in present)
+
+
+@dataclass
+class MixtureHandle:
+    """What opening a mixture gives: each source opened, in the order of `sources`."""
+
+    source: SourceSpec
+    handles: list[Any]
+
+    @property
+    def version(self) -> int:
+        raise SourceError("a mixture has no single version: each of its sources is pinned")
+
+    def reader(self, source: SourceSpec | None = None) -> MixtureReader:
+        return MixtureReader(self.source, self.handles)
+
+
+class MixtureSourceKind(SourceKind):
+    name = "mixture"
+    label = "mixture of sources"
+
+    @staticmethod
+    def open(source: SourceSpec) -> Any:
+        return MixtureHandle(source, [open_source(part.source) for part in source.parts])
+
+    @staticmethod
+    def pinned(source: SourceSpec, handle: Any) -> SourceSpec:
+        parts = tuple(dataclasses.replace(part, source=kind_of(part.source).pinned(part.source, h))
+                      for part, h in zip(source.parts, handle.handles, strict=True))
+        return dataclasses.replace(source, parts=parts)
+
+    @staticmethod
+    def crosses_to_workers(source: SourceSpec) -> bool:
+        return all(kind_of(p.source).crosses_to_workers(p.source) for p in source.parts)
+
+    @staticmethod
+    def secrets(source: SourceSpec) -> list[tuple[tuple[str, ...], Text]]:
+        return [(("sources", part.name, *key[1:]), value) for part in source.parts
+                for key, value in kind_of(part.source).secrets(part.source)]
+
+
+class MixtureReader:
+    """Reads a mixture's rows by id: each id's source from its top bits."""
+
+    def __init__(self, source: SourceSpec, handles: list[Any]) -> None:
+        from loaderkit.runtime.sources.readers import reader_for
+
+        self.source = source
+        self.readers = [reader_for(h, part.source) for h, part in
+                        zip(handles, source.parts, strict=True)]
+
+    def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
+        parts = [reader.universe(and_filters(filter, part.filter), split)
+                 for reader, part in zip(self.readers, self.source.parts, strict=True)]
+        ids = [u.ids(np.arange(u.size, dtype=np.int64)) | (np.int64(i) << SOURCE_SHIFT)
+               for i, u in enumerate(parts)]
+        sizes = tuple(u.size for u in parts)
+        counts: dict[str, int] = {}
+        for u in parts:
+            for name, rows in u.split_rows:
+                counts[name] = counts.get(name, 0) + rows
+        mixture = Mixture(tuple(p.name for p in self.source.parts), sizes,
+                          tuple(p.weight for p in self.source.parts), self.source.stop)
+        return Universe(np.arange(len(parts), dtype=np.int64), np.array(sizes, dtype=np.int64),
+                        np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                        scannable=False, mixture=mixture, split_rows=tuple(counts.items()))
+
+    def schema(self, columns: dict[str, str] | None) -> pa.Schema:
+        return self.readers[0].schema(columns)
+
+    def payloads(self, columns: dict[str, str] | None) -> Payloads:
+        found = [reader.payloads(columns) for reader in self.readers]
+        return next((p for p in found if p), found[0])
+
+    def describe_row(self, row_id: int) -> str:
+        index, local = row_id >> SOURCE_SHIFT, row_id & _LOCAL
+        name = self.source.parts[index].name
+        return f"source '{name}', {self.readers[index].describe_row(local)}"
+
+    def head(self, columns: dict[str, str] | None, filter: str | None) -> pa.Table:
+        return self.readers[0].head(columns, and_filters(filter, self.source.parts[0].filter))
+
+    def _by_source(self, ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Sorted ids, cut where the source changes: (source index, its own ids)."""
+        sources = ids >> SOURCE_SHIFT
+        cuts = np.flatnonzero(np.diff(sources)) + 1
+        for part in np.split(ids, cuts):
+            if len(part):
+                yield int(part[0] >> SOURCE_SHIFT), part & _LOCAL
+
+    def take_parts(self, ids: np.ndarray, columns: dict[str, str] | None) -> Iterator[pa.Table]:
+        schema = self.schema(columns)
+        for index, local in self._by_source(ids):
+            reader = self.readers[index]
+            pieces = reader.take_parts(local, columns) if hasattr(reader, "take_parts") \
+                else iter([reader.take(local, columns)])
+            for piece in pieces:
+                # Same column types (checked at build); one schema, metadata included.
+                yield pa.Table.from_arrays(piece.columns, schema=schema)
+
+    def take(self, ids: np.ndarray, columns: dict[str, str] | None) -> pa.Table:
+        return pa.concat_tables(list(self.take_parts(ids, columns)))
+
+    def scan(self, run: ScanRun, columns: dict[str, str] | None, filter: str | None,
+             batch_size: int, batch_readahead: int | None) -> Iterator[pa.RecordBatch]:
+        raise SourceError("a mixture is read by row ids, never scanned")

@@ -1,0 +1,75 @@
+"""Splits: each row's split follows from a seeded hash of its `splits.by` value.
+
+A row's hash maps to a point of [0, 1), and each split takes a range of that
+interval of the size of its fraction (in the order the fractions are written).
+Hashing a row's own value (an id) keeps its split when rows are appended later;
+`by: random` hashes the row's position instead, reproducible from the seed but
+not stable under appends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+from loaderkit.runtime.spec import SplitSpec
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mixer (SplitMix64's finaliser): neighbouring ids spread evenly."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= _MIX1
+        x ^= x >> np.uint64(27)
+        x *= _MIX2
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _key(seed: int) -> np.uint64:
+    return _splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0]
+
+
+def unit_hash(values: pa.Array | pa.ChunkedArray | np.ndarray, seed: int) -> np.ndarray:
+    """Each value's seeded hash as a float in [0, 1): integers and floats vectorised, text
+    and bytes by BLAKE2b (stable across processes and Python versions)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        kind = values.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind):
+            values = values.to_numpy(zero_copy_only=False)
+        else:
+            key = int(seed % 2**64).to_bytes(8, "little")
+            digests = [hashlib.blake2b(str(v).encode() if not isinstance(v, bytes) else v,
+                                       digest_size=8, key=key).digest()
+                       for v in values.to_pylist()]
+            words = np.frombuffer(b"".join(digests), dtype="<u8")
+            return (words >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float64).view(np.uint64)
+    bits = array.astype(np.int64, copy=False).view(np.uint64) ^ _key(seed)
+    return (_splitmix64(bits) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assign(values: pa.Array | pa.ChunkedArray | np.ndarray, spec: SplitSpec) -> np.ndarray:
+    """The index (in `spec.fractions`) of each value's split, or -1 for rows in none."""
+    points = unit_hash(values, spec.seed)
+    out = np.full(len(points), -1, dtype=np.int16)
+    low = 0.0
+    for index, (_, fraction) in enumerate(spec.fractions):
+        out[(points >= low) & (points < low + fraction)] = index
+        low += fraction
+    return out
+
+
+def counts(assigned: np.ndarray, spec: SplitSpec) -> dict[str, int]:
+    """Rows per split name."""
+    found = np.bincount(assigned[assigned >= 0].astype(np.int64), minlength=len(spec.fractions))
+    return {name: int(n) for (name, _), n in zip(spec.fractions, found, strict=True)}
