@@ -1,8 +1,13 @@
 """The universe: the rows a recipe reads, fragment by fragment, numbered by position.
 
-Positions 0..n-1 follow dataset order after `filter`. A universe turns positions
-into what a reader reads: row ids/addresses for a take, or scanner runs over
-contiguous positions.
+Positions 0..n-1 follow dataset order after `filter` (and a split). A universe
+turns positions into what a reader reads: row ids/addresses for a take, or
+scanner runs over contiguous positions.
+
+It stays small whatever the dataset's size: without a filter the rows follow from
+the fragments' lengths (O(fragments)); a filter or a split keeps, per fragment,
+all its rows or a bitmap of the ones it keeps (one bit per row, not eight bytes),
+and a position is found in a bitmap through a count per 64-row word.
 """
 
 from __future__ import annotations
@@ -24,6 +29,40 @@ class ScanRun:
     fragment_ids: tuple[int, ...]
     offset: int
     limit: int
+
+
+class Bitmap:
+    """Which of a fragment's physical rows the universe keeps, one bit each, with the number
+    of kept rows before each 64-row word so that `select` is two lookups and a bit search."""
+
+    def __init__(self, keep: np.ndarray) -> None:
+        """`keep`: a bool array, one per physical row of the fragment."""
+        packed = np.packbits(keep, bitorder="little")
+        packed = np.concatenate([packed, np.zeros(-len(packed) % 8, dtype=np.uint8)])
+        self.words = packed.view("<u8")
+        counts = np.bitwise_count(self.words).astype(np.int64)
+        # A fragment holds under 2**32 rows: 4 bytes a word (half a bit a row) count them.
+        self.before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint32)
+        self.count = int(counts.sum())
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.words.nbytes + self.before.nbytes)
+
+    def select(self, ranks: np.ndarray) -> np.ndarray:
+        """The physical offset of the kept row of each rank (0 = the first kept row)."""
+        word = np.searchsorted(self.before, ranks, side="right") - 1
+        bits = self.words[word]
+        left = (ranks - self.before[word].astype(np.int64)).astype(np.uint64)  # bits to pass
+        offset = np.zeros(len(ranks), dtype=np.uint64)
+        for width in (32, 16, 8, 4, 2, 1):  # binary search for the bit in each word
+            low = bits & np.uint64((1 << width) - 1)
+            below = np.bitwise_count(low).astype(np.uint64)
+            beyond = below <= left  # the wanted bit is in the upper half
+            offset[beyond] += np.uint64(width)
+            left[beyond] -= below[beyond]
+            bits = np.where(beyond, bits >> np.uint64(width), low)
+        return word.astype(np.int64) * 64 + offset.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -61,6 +100,10 @@ class Universe:
     scannable: bool = True
     mixture: Mixture | None = None
     split_rows: tuple[tuple[str, int], ...] = ()
+    # Per fragment, the rows kept of its physical rows; None: all of them.
+    kept: tuple[Bitmap | None, ...] | None = None
+    # A mixture's sources, each a universe (ids carry the source in their top bits).
+    parts: tuple[Universe, ...] = ()
 
     @cached_property
     def starts(self) -> np.ndarray:
@@ -70,14 +113,42 @@ class Universe:
     def size(self) -> int:
         return int(self.fragment_rows.sum())
 
+    @property
+    def nbytes(self) -> int:
+        """What the universe holds in memory (the plan's memory: kept rows, ids)."""
+        own = sum(b.nbytes for b in self.kept or () if b is not None)
+        own += self.row_ids.nbytes if self.row_ids is not None else 0
+        return int(own + sum(p.nbytes for p in self.parts) + self.fragment_rows.nbytes * 2)
+
     def ids(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.parts:
+            return self._part_ids(positions)
         if self.row_ids is not None:
             return self.row_ids[positions]
         if self.offsets:
-            return positions.astype(np.int64, copy=False)
+            return positions
         # 'right' - 1 skips fragments with no universe rows (equal starts).
         idx = np.searchsorted(self.starts, positions, side="right") - 1
-        return (self.fragment_ids[idx] << 32) | (positions - self.starts[idx])
+        local = positions - self.starts[idx]
+        if self.kept is not None:
+            for fragment in np.unique(idx):
+                bitmap = self.kept[fragment]
+                if bitmap is not None:
+                    here = idx == fragment
+                    local[here] = bitmap.select(local[here])
+        return (self.fragment_ids[idx] << 32) | local
+
+    def _part_ids(self, positions: np.ndarray) -> np.ndarray:
+        from loaderkit.runtime.sources.mixture import SOURCE_SHIFT
+
+        part = np.searchsorted(self.starts, positions, side="right") - 1
+        out = np.empty(len(positions), dtype=np.int64)
+        for index in np.unique(part):
+            here = part == index
+            local = positions[here] - self.starts[index]
+            out[here] = self.parts[index].ids(local) | (np.int64(index) << SOURCE_SHIFT)
+        return out
 
     def runs(self, ranges: list[range], batch_size: int = 0) -> tuple[ScanRun, ...]:
         """Scanner calls for contiguous position ranges, merging whole fragments.

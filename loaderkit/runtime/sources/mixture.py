@@ -87,10 +87,8 @@ class MixtureReader:
                         zip(handles, source.parts, strict=True)]
 
     def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
-        parts = [reader.universe(and_filters(filter, part.filter), split)
-                 for reader, part in zip(self.readers, self.source.parts, strict=True)]
-        ids = [u.ids(np.arange(u.size, dtype=np.int64)) | (np.int64(i) << SOURCE_SHIFT)
-               for i, u in enumerate(parts)]
+        parts = tuple(reader.universe(and_filters(filter, part.filter), split)
+                      for reader, part in zip(self.readers, self.source.parts, strict=True))
         sizes = tuple(u.size for u in parts)
         counts: dict[str, int] = {}
         for u in parts:
@@ -99,8 +97,8 @@ class MixtureReader:
         mixture = Mixture(tuple(p.name for p in self.source.parts), sizes,
                           tuple(p.weight for p in self.source.parts), self.source.stop)
         return Universe(np.arange(len(parts), dtype=np.int64), np.array(sizes, dtype=np.int64),
-                        np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                        scannable=False, mixture=mixture, split_rows=tuple(counts.items()))
+                        None, scannable=False, mixture=mixture, split_rows=tuple(counts.items()),
+                        parts=parts)
 
     def schema(self, columns: dict[str, str] | None) -> pa.Schema:
         return self.readers[0].schema(columns)

@@ -25,7 +25,7 @@ from loaderkit.runtime.sources import storage_options
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
-from loaderkit.runtime.universe import ScanRun, Universe
+from loaderkit.runtime.universe import Bitmap, ScanRun, Universe
 from loaderkit.vocabulary import RANDOM_SPLIT
 
 Columns = dict[str, str] | None
@@ -93,6 +93,7 @@ class LanceReader:
         # a reader of the fragment's data file, or None where only a scanner reads it right.
         self._files = threading.local()
         self._pool: ThreadPoolExecutor | None = None
+        self._split_counts = np.zeros(0, dtype=np.int64)
 
     def payloads(self, columns: Columns) -> Payloads:
         """The projection's blob and Hugging Face image columns (delivered as bytes)."""
@@ -132,25 +133,92 @@ class LanceReader:
     def _universe(self, filter: str | None, split: SplitSpec | None) -> Universe:
         frags = self.ds.get_fragments()
         frag_ids = np.array([f.fragment_id for f in frags], dtype=np.int64)
-        explicit = (
-            filter is not None
-            or split is not None
-            or self.ds.has_stable_row_ids
-            or any(f.metadata.deletion_file is not None for f in frags)
-        )
-        if not explicit:
+        physical = np.array([f.metadata.physical_rows for f in frags], dtype=np.int64)
+        deletions = any(f.metadata.deletion_file is not None for f in frags)
+        if filter is None and split is None and not deletions and not self.ds.has_stable_row_ids:
             # Addresses follow from the layout: no per-row array, so a billion-row
             # full scan plans in O(fragments) memory.
-            rows = np.array([f.metadata.physical_rows for f in frags], dtype=np.int64)
-            return Universe(frag_ids, rows, None)
-        # One cheap scan (row ids and addresses, and a split's column) names the rows.
+            return Universe(frag_ids, physical, None)
+        if self.ds.has_stable_row_ids:
+            return self._universe_by_ids(frag_ids, filter, split)
+        return self._universe_by_bitmaps(frag_ids, physical, filter, split)
+
+    def _kept_rows(self, filter: str | None, split: SplitSpec | None
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row addresses, whether each is kept) batch by batch in dataset order: the rows the
+        filter selects and, with a split, whether each is in the chosen split. One scan, of
+        the split's column alone (or none), in bounded memory."""
+        by = [split.by] if split is not None and split.by != RANDOM_SPLIT else []
+        scanner = self.ds.scanner(columns=by, filter=filter, with_row_address=True,
+                                  batch_size=1 << 17, scan_in_order=True)
+        seen = 0
+        for batch in scanner.to_batches():
+            addresses = batch.column("_rowaddr").to_numpy().astype(np.int64)
+            keep = np.ones(len(addresses), dtype=bool)
+            if split is not None:
+                values = batch.column(split.by) if by else np.arange(seen, seen + len(keep))
+                assigned = splits.assign(values, split)
+                self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
+                                                  minlength=len(split.fractions))
+                if split.split is not None:
+                    keep = assigned == [n for n, _ in split.fractions].index(split.split)
+            seen += len(keep)
+            yield addresses, keep
+
+    def _universe_by_bitmaps(self, frag_ids: np.ndarray, physical: np.ndarray,
+                             filter: str | None, split: SplitSpec | None) -> Universe:
+        """Each fragment's kept rows as a bitmap (or all of them), built as the scan goes:
+        at most one fragment's flags are held at a time."""
+        index_of = {int(f): i for i, f in enumerate(frag_ids)}
+        kept: list[Bitmap | None] = [None] * len(frag_ids)
+        rows = np.zeros(len(frag_ids), dtype=np.int64)
+        self._split_counts = np.zeros(len(split.fractions) if split else 0, dtype=np.int64)
+        current, flags = -1, np.zeros(0, dtype=bool)
+
+        def close() -> None:
+            if current >= 0:
+                count = int(flags.sum())
+                rows[current] = count
+                kept[current] = None if count == len(flags) else Bitmap(flags)
+
+        for addresses, keep in self._kept_rows(filter, split):
+            fragments = addresses >> 32
+            for fragment in np.unique(fragments):
+                here = fragments == fragment
+                index = index_of[int(fragment)]
+                if index != current:
+                    close()
+                    current, flags = index, np.zeros(int(physical[index]), dtype=bool)
+                flags[addresses[here] & 0xFFFFFFFF] = keep[here]
+        close()
+        # A fragment the scan never reached keeps no row (a bitmap of none).
+        for index in range(len(frag_ids)):
+            if rows[index] == 0 and kept[index] is None:
+                kept[index] = Bitmap(np.zeros(0, dtype=bool))
+        return self._universe_of(frag_ids, rows, None, tuple(kept), split)
+
+    def _universe_of(self, frag_ids: np.ndarray, rows: np.ndarray, row_ids: np.ndarray | None,
+                     kept: tuple[Bitmap | None, ...] | None, split: SplitSpec | None) -> Universe:
+        split_rows: tuple[tuple[str, int], ...] = ()
+        if split is not None:
+            split_rows = tuple((name, int(n)) for (name, _), n
+                               in zip(split.fractions, self._split_counts, strict=True))
+        chosen = split is not None and split.split is not None
+        return Universe(frag_ids, rows, row_ids, scannable=not chosen, split_rows=split_rows,
+                        kept=kept)
+
+    def _universe_by_ids(self, frag_ids: np.ndarray, filter: str | None,
+                         split: SplitSpec | None) -> Universe:
+        """With stable row ids, rows are read by id, not address: the ids are kept, 8 bytes
+        a row (the one universe that grows with the data)."""
+        self._split_counts = np.zeros(len(split.fractions) if split else 0, dtype=np.int64)
         by = [split.by] if split is not None and split.by != RANDOM_SPLIT else []
         tbl = self.ds.to_table(columns=by, with_row_id=True, with_row_address=True,
                                filter=filter)
-        split_rows: tuple[tuple[str, int], ...] = ()
         if split is not None:
             assigned = splits.assign(tbl[split.by] if by else np.arange(tbl.num_rows), split)
-            split_rows = tuple(splits.counts(assigned, split).items())
+            self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
+                                              minlength=len(split.fractions))
             if split.split is not None:
                 wanted = [name for name, _ in split.fractions].index(split.split)
                 tbl = tbl.filter(pa.array(assigned == wanted))
@@ -165,8 +233,7 @@ class LanceReader:
             order = np.argsort(row_frag_index, kind="stable")
             row_ids, row_frag_index = row_ids[order], row_frag_index[order]
         rows = np.bincount(row_frag_index, minlength=len(frag_ids)).astype(np.int64)
-        chosen = split is not None and split.split is not None
-        return Universe(frag_ids, rows, row_ids, scannable=not chosen, split_rows=split_rows)
+        return self._universe_of(frag_ids, rows, row_ids, None, split)
 
     def scan(
         self,
