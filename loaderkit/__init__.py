@@ -48,6 +48,7 @@ __all__ = [
     "TransformError",
     "UserCodeError",
     "load_recipe",
+    "merge_states",
 ]
 __version__ = "0.1.0"
 
@@ -64,3 +65,12 @@ def load_recipe(path: str, overrides: dict[str, Any] | None = None, *,
     from loaderkit.compiler import load_recipe as _load
 
     return _load(path, overrides, source=source)
+
+
+def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One loader state from every rank's `state_dict()` of the same pass: the rows no rank
+    delivered, even when ranks took different numbers of steps. Load it on every rank of
+    the next run, at any world size (docs/python.md)."""
+    from loaderkit.runtime.state import merge_states as _merge
+
+    return _merge(states)

@@ -91,9 +91,11 @@ class Sampler(Section):
     """Which rows each (rank, worker) reads per epoch, and in which order."""
 
     type: SamplerType = Field(
-        "full_scan", description="full_scan: dataset order; sharded_fragment: whole fragments "
-                                 "per rank; sharded_batch: batch i to rank i % world_size; "
-                                 "shuffle: global shuffle from (seed, epoch).")
+        "full_scan", description="full_scan: dataset order; shuffle: a global shuffle from "
+                                 "(seed, epoch); with either, global batch i goes to rank "
+                                 "i % world_size, so step k holds the same rows at every world "
+                                 "size; sharded_batch: the same as full_scan; sharded_fragment: "
+                                 "whole fragments per rank.")
     seed: int = Field(0, description="Shuffle seed; with the epoch it fixes the order.")
     rank: int | Literal["auto"] = Field(
         "auto", description="This process's rank, or auto (torchrun / torch.distributed; 0 "

@@ -62,7 +62,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
         # One task per batch, not per chunk: see `Sampler.tasks`.
         self.per_batch = per_batch
         self._spec = loader
-        self._state = EpochState()
+        self._state = EpochState(sampler.epoch_ranges)
         self._task_sampler = _TaskSampler()
         self.workers = WorkerPool(self, loader.num_workers)
         kwargs: dict[str, Any] = {}
@@ -110,9 +110,9 @@ class RecipeLoader(torch.utils.data.DataLoader):
         return self.row_sampler.batch_size if self.per_batch else self.row_sampler.chunk_rows
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        epoch, skip, token = self._state.begin()
-        self._task_sampler.tasks = self.row_sampler.tasks(epoch, skip, self.per_batch)
-        runs = self.row_sampler.scan_runs(epoch, skip) if self.num_workers == 0 else None
+        epoch, remaining, token = self._state.begin()
+        self._task_sampler.tasks = self.row_sampler.tasks(epoch, remaining, self.per_batch)
+        runs = self.row_sampler.scan_runs(epoch, remaining) if self.num_workers == 0 else None
         return self._deliver(token, runs)
 
     def start_workers_after(self, gate: Future[None]) -> None:
@@ -189,15 +189,19 @@ class RecipeLoader(torch.utils.data.DataLoader):
 
     def _recorded(self) -> dict[str, Any]:
         dataset: ChunkDataset = self.dataset  # type: ignore[assignment]
-        return settings(self.row_sampler.spec, self._spec, dataset.read, self.row_sampler.rows())
+        rows = self.row_sampler
+        return settings(rows.spec, self._spec, dataset.read, rows.universe.size, rows.elastic)
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this loader stands: small, JSON-able, independent of num_workers."""
+        """Where this loader stands: small, JSON-able, independent of num_workers (and, for
+        samplers with a global order, of the world size and batch size; docs/python.md)."""
         return self._state.as_dict(self._recorded(), self.row_sampler.batches())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next pass finish the saved epoch exactly as an uninterrupted run would."""
-        self._state.load(state, self._recorded(), self.row_sampler.batches)
+        """Make the next pass deliver what the saved epoch has left: the rows no rank had
+        delivered (every rank having taken the saved rank's steps; `merge_states` when they
+        did not), dealt to this run's ranks."""
+        self._state.load(state, self._recorded())
 
 
 def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,

@@ -212,14 +212,17 @@ def test_full_scan_with_runs_cut_at_fragments_copies_one_batch_per_fragment_end(
     assert np.array_equal(ids_of(batches), np.arange(len(ids_of(batches))))
 
 
-@pytest.mark.parametrize("kind", ["full_scan", "sharded_fragment"])
+@pytest.mark.parametrize(("kind", "world_size"), [("full_scan", 1), ("sharded_fragment", 2)])
 @pytest.mark.parametrize("skip", [0, 5])
 def test_a_scan_order_streams_the_batches_its_chunk_tasks_hold(
-    lance_uri: str, kind: str, skip: int
+    lance_uri: str, kind: str, world_size: int, skip: int
 ) -> None:
     # With 0 workers a scan order is read as one stream; workers read it as tasks.
-    loader = build(lance_uri, type=kind, world_size=2, rank=1)
-    dataset = loader.dataset
-    from_tasks = [b for t in loader.row_sampler.tasks(0, skip) for b in dataset[t]]
-    streamed = list(dataset.stream(loader.row_sampler.scan_runs(0, skip)))
+    from loaderkit.runtime.samplers.ordering import after
+
+    loader = build(lance_uri, type=kind, world_size=world_size, rank=world_size - 1)
+    dataset, rows = loader.dataset, loader.row_sampler
+    remaining = after(rows.epoch_ranges(0), skip * 16)
+    from_tasks = [b for t in rows.tasks(0, remaining) for b in dataset[t]]
+    streamed = list(dataset.stream(rows.scan_runs(0, remaining)))
     assert _rows(streamed) == _rows(from_tasks)

@@ -124,8 +124,8 @@ def test_three_sources_mix_by_their_weights(mixed_uris: dict[str, str]) -> None:
 def test_the_interleave_holds_each_share_to_a_few_rows_at_every_prefix() -> None:
     # Each source keeps within one row of its share in time; in rows, within one per source.
     m = Mixture(("a", "b", "c"), (10_000, 3_000, 700), (0.6, 0.3, 0.1))
-    order = mixing.interleave(m, lambda source, cycle: range(m.sizes[source]),
-                              np.random.default_rng(0))
+    interleave = mixing.Interleave(m, np.random.default_rng(0).random(3))
+    order = interleave.slice(0, interleave.total, lambda source, cycle, lo, hi: np.arange(lo, hi))
     sources = mixing.source_of(m, order)
     counts = np.zeros(3)
     for m_rows, source in enumerate(sources, start=1):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from loaderkit.runtime import universe as universes
 from loaderkit.runtime.samplers import make_sampler
+from loaderkit.runtime.samplers.ordering import after
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
@@ -56,7 +57,9 @@ def epoch_positions(
         bs,
         kw.get("drop_last", False),
     )
-    parts = [positions(u, t) for t in plan.tasks(1, kw.get("skip", 0))]
+    step = bs * (ws if plan.elastic else 1)  # a resume at the same world size
+    remaining = after(plan.epoch_ranges(1), kw.get("skip", 0) * step)
+    parts = [positions(u, t) for t in plan.tasks(1, remaining)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 

@@ -114,12 +114,16 @@ def test_state_after_a_finished_epoch_points_at_the_next_epoch(lance_uri: str) -
 def test_state_records_the_position_mid_epoch(lance_uri: str) -> None:
     _, state = head(build(lance_uri, **SPEC), 3, epoch=4)
     assert (state["epoch"], state["batches_delivered"]) == (4, 3)
-    assert state["seed"] == 11 and state["world_size"] == 1 and state["rows_per_epoch"] == 1097
+    assert state["remaining"] == [[0, 1097]]  # what the pass started with
+    assert state["seed"] == 11 and state["world_size"] == 1 and state["universe_rows"] == 1097
 
 
-def test_changed_world_size_on_resume_raises_resume_error(lance_uri: str) -> None:
-    _, state = head(build(lance_uri, rank=0, world_size=2, **SPEC), 3)
-    other = build(lance_uri, rank=0, world_size=3, **SPEC)
+def test_changed_world_size_on_resume_of_sharded_fragment_raises_resume_error(
+        lance_uri: str) -> None:
+    # Its order belongs to each rank: it resumes only in the world it was saved in.
+    spec = {"type": "sharded_fragment"}
+    _, state = head(build(lance_uri, rank=0, world_size=2, **spec), 3)
+    other = build(lance_uri, rank=0, world_size=3, **spec)
     with pytest.raises(ResumeError, match="world_size: saved 2, now 3"):
         other.load_state_dict(state)
 
@@ -141,7 +145,8 @@ def test_a_state_says_its_version(lance_uri: str) -> None:
     ({"state_version": 99}, "state version 99"),
     ({"epoch": -1}, "whole numbers"),
     ({"batches_delivered": "3"}, "whole numbers"),
-    ({"batches_delivered": 10_000}, "batches delivered but an epoch has"),
+    ({"remaining": [[5, 2]]}, "invalid range"),
+    ({"remaining": "all"}, "list of"),
 ])
 def test_a_state_is_validated_when_it_is_loaded(lance_uri: str, change: dict[str, Any],
                                                 says: str) -> None:

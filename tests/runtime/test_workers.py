@@ -38,7 +38,7 @@ def test_workers_read_the_rest_of_the_pass_once_they_are_up(
     read_here.clear()
     got = ids_of(through_workers(loader))
     assert np.array_equal(got, expected)
-    tasks = len(list(loader.row_sampler.tasks(0, 0)))
+    tasks = len(list(loader.row_sampler.tasks(0)))
     assert 1 <= len(read_here) < tasks  # a prefix here, the rest in the workers
     assert not any(isinstance(t, StandbyTask) for t in read_here)
 
@@ -52,7 +52,7 @@ def test_a_pass_read_before_the_workers_are_up_does_not_wait_for_them(
     got = ids_of(loader)
     assert loader.workers.up < 2  # the pass ended while the workers were still starting
     assert np.array_equal(got, expected)
-    assert len(read_here) == len(list(loader.row_sampler.tasks(0, 0)))
+    assert len(read_here) == len(list(loader.row_sampler.tasks(0)))
     loader.shutdown_workers()
 
 
@@ -82,7 +82,7 @@ def test_no_worker_starts_while_the_gate_is_closed(
     read_here.clear()
     assert np.array_equal(ids_of(loader), expected)
     assert not loader.workers.started
-    assert len(read_here) == len(list(loader.row_sampler.tasks(0, 0)))
+    assert len(read_here) == len(list(loader.row_sampler.tasks(0)))
 
 
 def test_workers_start_between_chunks_once_the_gate_opens(
@@ -104,4 +104,4 @@ def test_workers_start_between_chunks_once_the_gate_opens(
         time.sleep(0.05)
     batches += list(iterator)
     assert np.array_equal(ids_of(batches), expected)
-    assert 2 <= len(read_here) < len(list(loader.row_sampler.tasks(0, 0)))
+    assert 2 <= len(read_here) < len(list(loader.row_sampler.tasks(0)))

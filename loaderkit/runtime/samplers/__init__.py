@@ -1,10 +1,21 @@
 """Samplers: one class per `sampler.type`, each in its own module of this package.
 
-A sampler owns a rank's epoch: which universe positions it reads, in which order
-(`rank_segments`), how many rows that is, and how the order is cut into chunk
-tasks for the workers (`tasks`). Everything here is pure numpy and the main
-process's alone, which is what makes the order independent of the worker count
-and lets a resume skip straight to a position.
+A sampler decides an epoch: which universe positions are read, in which order,
+by which rank, and how a rank's part is cut into tasks for the workers. It is
+pure numpy and the main process's alone, which is what makes the order
+independent of the worker count and lets a resume go straight to a position.
+
+Most samplers (`GlobalSampler`) define one *global order* of the epoch from
+(seed, epoch), computed lazily piece by piece (a keyed permutation, blocks in a
+permuted order), so that planning costs the same for a million rows as for a
+billion. Ranks take its batches in turn: global batch J (`batch_size` rows) goes
+to rank J % world_size, so global step k (batch_size x world_size rows) holds the
+same rows at every world size, and a resume at another world size, worker count
+or batch size deals the rows no rank delivered. An epoch in progress is the
+`Ranges` of the global order still to deliver.
+
+`sharded_fragment` (`RankSampler`) deals whole fragments; its order belongs to
+each rank and resumes only at the same world size.
 
 Each module defines one `Sampler` subclass with a `name` from
 `vocabulary.SAMPLER_TYPES`; defining it registers it (docs/architecture.md).
@@ -23,13 +34,13 @@ import numpy as np
 
 from loaderkit.errors import SamplerError
 from loaderkit.runtime.samplers import mixing
-from loaderkit.runtime.samplers.ordering import Order, Segment, cut, positions
+from loaderkit.runtime.samplers.ordering import Ranges, along, locate, positions, total
 from loaderkit.runtime.spec import SamplerSpec
-from loaderkit.runtime.tasks import CacheTask, ScanTask, TakeTask, Task
+from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
 
-# Rows per chunk task when `SamplerSpec.chunk_rows` is unset and the sampler has no
-# size of its own: one Lance call reads this many.
+# Rows per chunk when `SamplerSpec.chunk_rows` is unset and the sampler has no size of
+# its own: one Lance call reads this many.
 DEFAULT_CHUNK_ROWS = 65536
 # The random stream of a mixture's interleave (its phases), apart from every source's.
 MIXTURE_STREAM = 1 << 20
@@ -38,9 +49,11 @@ SAMPLERS: dict[str, type[Sampler]] = {}
 
 
 class Sampler:
-    """A rank's epoch order, cut into chunk tasks. Subclasses give `rank_segments`."""
+    """What every sampler answers for the loader, for an epoch and the ranges still to go."""
 
     name: ClassVar[str]
+    # Whether a state resumes at another world size, rank count or batch size.
+    elastic: ClassVar[bool] = True
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -63,153 +76,282 @@ class Sampler:
         self.universe = universe
         self.batch_size = batch_size
         self.drop_last = drop_last
-        # A multiple of batch_size, so batches never straddle chunks. `row_bytes`
-        # (fixed-width bytes per selected row) sizes chunks that are read by bytes.
         rows = spec.chunk_rows if spec.chunk_rows is not None else self.chunk_rows_for(row_bytes)
-        self.chunk_rows = max(batch_size, rows // batch_size * batch_size)
-        self._memo: tuple[int, Order] | None = None
-
-    # ---- what a sampler type decides ------------------------------------------------
+        self.chunk_rows = max(1, rows)
 
     def chunk_rows_for(self, row_bytes: int) -> int:
-        """Rows per chunk when the recipe leaves `chunk_rows` unset."""
+        """Rows per chunk when the recipe leaves `chunk_rows` unset (`row_bytes`: fixed-width
+        bytes per selected row, for samplers that size chunks by bytes)."""
         return DEFAULT_CHUNK_ROWS
-
-    def rank_segments(self, epoch: int) -> list[Segment]:
-        """This rank's positions for `epoch`, in delivery order."""
-        raise NotImplementedError
-
-    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
-        """An order of positions 0 .. size - 1 for `epoch`: dataset order unless the sampler
-        shuffles. `stream` tells independent orders apart (a mixture's source and cycle)."""
-        return range(size)
-
-    def global_order(self, epoch: int) -> list[Segment]:
-        """The epoch's order over all ranks: the sampler's own order of the universe, or a
-        mixture's sources interleaved by weight; cut to `limit` rows."""
-        u = self.universe
-        if u.mixture is None:
-            order = [self.sequence(epoch, u.size)]
-        else:
-            sizes = u.mixture.sizes
-            order = [mixing.interleave(
-                u.mixture, lambda source, cycle: self.sequence(epoch, sizes[source],
-                                                               (source, cycle)),
-                self.rng(epoch, MIXTURE_STREAM))]
-        if self.spec.limit is not None:
-            order = cut(order, 0, self.spec.limit)
-        return order
-
-    def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
-        """Chunk `index` (rows cuts[index]..cuts[index + 1] of the order) without its first
-        `lead` rows, which a resume already delivered. By default a sorted take."""
-        a, b = cuts[index], cuts[index + 1]
-        picked = positions(self.order(epoch).slice(a + lead, b))
-        return TakeTask(self.universe.ids(picked))
-
-    # ---- shared ---------------------------------------------------------------------
-
-    def order(self, epoch: int) -> Order:
-        if self._memo is None or self._memo[0] != epoch:
-            self._memo = (epoch, Order(self.rank_segments(epoch)))
-        return self._memo[1]
-
-    def rows(self, epoch: int = 0) -> int:
-        return len(self.order(epoch))
-
-    def batches(self, epoch: int = 0) -> int:
-        return math.ceil(self.rows(epoch) / self.batch_size)
 
     def rng(self, *keys: int) -> np.random.Generator:
         # SeedSequence mixes the whole key, so (seed, epoch) pairs never collide.
         return np.random.default_rng([self.spec.seed % 2**64, *keys])
 
-    def boundaries(self, epoch: int) -> list[int]:
-        """Row offsets where chunks start, plus the end.
+    # ---- what the loader asks ------------------------------------------------------
 
-        The first chunk is one batch, so the first batch of an epoch costs one
-        small read instead of a whole chunk.
-        """
-        total = self.rows(epoch)
-        cuts = [0, *range(min(self.batch_size, total), total, self.chunk_rows)]
-        return [*cuts, total] if total else [0]
+    def epoch_ranges(self, epoch: int) -> Ranges:
+        """A whole epoch: its order from the start."""
+        return ((0, self.epoch_rows(epoch)),) if self.epoch_rows(epoch) else ()
 
-    def tasks(self, epoch: int, skip_batches: int = 0, per_batch: bool = False
+    def epoch_rows(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        """Rows this rank reads of `remaining` (the whole epoch by default)."""
+        raise NotImplementedError
+
+    def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        raise NotImplementedError
+
+    def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
               ) -> Iterator[Task]:
-        """This rank's tasks for `epoch`, without the first `skip_batches` batches.
+        """This rank's tasks for `remaining` of `epoch`, in order. `per_batch`: one task per
+        batch, for recipes whose rows cost CPU (decoding, a transform) or hold large
+        payloads: workers then share the work evenly and hold only what they prefetch."""
+        raise NotImplementedError
 
-        `per_batch`: one task per batch rather than per chunk, for recipes whose rows cost
-        CPU (decoding, a transform) or hold large payloads: workers then share the work
-        evenly and hold only what they prefetch. The order is the chunks' either way.
-        """
-        skip_rows = skip_batches * self.batch_size
-        cuts = self.boundaries(epoch)
-        for index, (a, b) in enumerate(itertools.pairwise(cuts)):
-            if b > skip_rows:
-                lead = max(0, skip_rows - a)
-                task = self.chunk(epoch, index, cuts, lead)
-                if per_batch:
-                    yield from self.split(epoch, task, a + lead, b)
-                else:
-                    yield task
-
-    def split(self, epoch: int, task: Task, a: int, b: int) -> Iterator[Task]:
-        """`task`, rows a..b of the order (a on the batch grid), as one task per batch."""
-        bs = self.batch_size
-        if isinstance(task, TakeTask):
-            yield from (TakeTask(task.ids[i : i + bs]) for i in range(0, len(task.ids), bs))
-        elif isinstance(task, CacheTask):
-            yield from (CacheTask(task.positions[i : i + bs])
-                        for i in range(0, len(task.positions), bs))
-        else:
-            yield task
-
-    def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
-        """The rest of `epoch` as scanner runs, where its order is contiguous rows; else None.
-
-        With 0 workers the loader reads such an order as one stream.
-        """
+    def scan_runs(self, epoch: int, remaining: Ranges | None = None
+                  ) -> tuple[ScanRun, ...] | None:
+        """This rank's part as scanner runs, where it is contiguous rows read with a scanner
+        (the loader then streams it with 0 workers); else None."""
         return None
 
 
-class ScanSampler(Sampler):
-    """A sampler whose order is runs of contiguous positions, read with scanners.
+class GlobalSampler(Sampler):
+    """One global order per epoch, computed lazily; ranks take its batches in turn.
 
-    Where a scanner would not read exactly the universe's rows (a split, a mixture), it
-    reads them by id, as any other sampler.
+    Subclasses give `order_slice` (their order of n rows, key (epoch, stream...),
+    rows a..b) and may mix each chunk of the global order (`mixes_chunks`).
     """
+
+    # Shuffle a chunk's rows among themselves (block mode), keeping a mixture's interleave.
+    mixes_chunks: ClassVar[bool] = False
+
+    def __init__(self, spec: SamplerSpec, universe: Universe, batch_size: int,
+                 drop_last: bool, row_bytes: int = 0) -> None:
+        super().__init__(spec, universe, batch_size, drop_last, row_bytes)
+        self._chunks: dict[tuple[int, int], np.ndarray] = {}
+        self._interleaves: dict[int, mixing.Interleave] = {}
+
+    # ---- the global order ------------------------------------------------------------
+
+    def order_slice(self, n: int, key: tuple[int, ...], a: int, b: int) -> np.ndarray:
+        """Rows a..b of this sampler's order of positions 0 .. n-1 (keyed: epoch, stream)."""
+        return np.arange(a, b, dtype=np.int64)
+
+    def _interleave(self, epoch: int) -> mixing.Interleave | None:
+        mixture = self.universe.mixture
+        if mixture is None:
+            return None
+        if epoch not in self._interleaves:
+            phase = self.rng(epoch, MIXTURE_STREAM).random(len(mixture.sizes))
+            self._interleaves = {epoch: mixing.Interleave(mixture, phase)}
+        return self._interleaves[epoch]
+
+    def natural_rows(self, epoch: int) -> int:
+        interleave = self._interleave(epoch)
+        return interleave.total if interleave is not None else self.universe.size
+
+    def epoch_rows(self, epoch: int) -> int:
+        rows = self.natural_rows(epoch)
+        return rows if self.spec.limit is None else min(rows, self.spec.limit)
+
+    def _base_slice(self, epoch: int, a: int, b: int) -> np.ndarray:
+        """Rows a..b of the epoch's order before chunks are mixed."""
+        interleave = self._interleave(epoch)
+        if interleave is None:
+            return self.order_slice(self.universe.size, (epoch,), a, b)
+        return interleave.slice(a, b, lambda source, cycle, lo, hi: self.order_slice(
+            interleave.mixture.sizes[source], (epoch, source, cycle), lo, hi))
+
+    def _chunk(self, epoch: int, index: int) -> np.ndarray:
+        """Chunk `index` of the global order (chunk_rows rows), mixed if the sampler mixes."""
+        key = (epoch, index)
+        if key not in self._chunks:
+            a = index * self.chunk_rows
+            b = min(a + self.chunk_rows, self.natural_rows(epoch))
+            rows = self._base_slice(epoch, a, b)
+            if self.mixes_chunks:
+                rows = mixing.mix(rows, self.universe.mixture, self.rng(epoch, index))
+            self._chunks = {k: v for k, v in self._chunks.items() if k[0] == epoch
+                            and abs(k[1] - index) <= 2}  # a task's window, not the epoch
+            self._chunks[key] = rows
+        return self._chunks[key]
+
+    def global_at(self, epoch: int, index: np.ndarray) -> np.ndarray:
+        """Universe positions at global indices `index` (any, in any order)."""
+        if not self.mixes_chunks and self.universe.mixture is None:
+            return self.order_at(self.universe.size, (epoch,), index)
+        out = np.empty(len(index), dtype=np.int64)
+        chunk = index // self.chunk_rows
+        for c in np.unique(chunk):
+            here = chunk == c
+            out[here] = self._chunk(epoch, int(c))[index[here] - c * self.chunk_rows]
+        return out
+
+    def order_at(self, n: int, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+        """`order_slice`, at any indices: samplers with a random-access order override it."""
+        lo, hi = int(index.min(initial=0)), int(index.max(initial=-1)) + 1
+        return self.order_slice(n, key, lo, hi)[index - lo]
+
+    # ---- ranks take batches in turn --------------------------------------------------
+
+    def _deal(self, remaining: Ranges) -> tuple[int, int]:
+        """(batches in all, rows they cover along `remaining`, padding included)."""
+        rows, size, world = total(remaining), self.batch_size, self.spec.world_size
+        step = size * world
+        if self.drop_last:
+            return rows // step * world, rows // step * step
+        if self.spec.uneven == "pad" and world > 1:
+            # Every rank the same number of full batches: the epoch's first rows fill in.
+            covered = math.ceil(rows / step) * step
+            return covered // size, covered
+        return math.ceil(rows / size), rows
+
+    def _mine(self, remaining: Ranges) -> range:
+        """The indices (along `remaining`) of this rank's batches."""
+        count, _ = self._deal(remaining)
+        return range(self.spec.rank, count, self.spec.world_size)
+
+    def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        return len(self._mine(self.epoch_ranges(epoch) if remaining is None else remaining))
+
+    def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        _, covered = self._deal(remaining)
+        mine = self._mine(remaining)
+        full = len(mine)
+        if full and (mine[-1] + 1) * self.batch_size > covered:
+            return (full - 1) * self.batch_size + covered - mine[-1] * self.batch_size
+        return full * self.batch_size
+
+    def _global_index(self, epoch: int, remaining: Ranges, rows: np.ndarray) -> np.ndarray:
+        """Global order indices of `rows` counted along `remaining`; rows past its end are
+        padding: the epoch's first rows again, cycling."""
+        have = total(remaining)
+        out = np.empty(len(rows), dtype=np.int64)
+        inside = rows < have
+        if inside.any():
+            out[inside] = locate(remaining, rows[inside])
+        if (~inside).any():
+            out[~inside] = (rows[~inside] - have) % max(1, self.epoch_rows(epoch))
+        return out
+
+    def _rows_of(self, epoch: int, remaining: Ranges, batches: range) -> np.ndarray:
+        """Universe positions of this rank's batches `batches` (indices along `remaining`)."""
+        _, covered = self._deal(remaining)
+        size = self.batch_size
+        rows = np.concatenate([np.arange(j * size, min((j + 1) * size, covered), dtype=np.int64)
+                               for j in batches]) if len(batches) else np.zeros(0, np.int64)
+        return self.global_at(epoch, self._global_index(epoch, remaining, rows))
+
+    def _groups(self, remaining: Ranges, per_batch: bool) -> Iterator[range]:
+        """This rank's batches in tasks: the first task one batch (a fast first batch), then
+        about a chunk of the global order's rows each (this rank's share of it)."""
+        mine = self._mine(remaining)
+        if per_batch:
+            yield from (mine[i:i + 1] for i in range(len(mine)))
+            return
+        step = max(1, self.chunk_rows // (self.batch_size * self.spec.world_size))
+        if len(mine):
+            yield mine[:1]
+        for start in range(1, len(mine), step):
+            yield mine[start:start + step]
+
+    def task_of(self, epoch: int, remaining: Ranges, batches: range) -> Task:
+        """The task that reads `batches`: by default one sorted take of their rows."""
+        return TakeTask(self.universe.ids(self._rows_of(epoch, remaining, batches)))
+
+    def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
+              ) -> Iterator[Task]:
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        for batches in self._groups(remaining, per_batch):
+            yield self.task_of(epoch, remaining, batches)
+
+
+class ScanGlobalSampler(GlobalSampler):
+    """A global order of contiguous rows (dataset order): one rank over a universe a scanner
+    reads exactly (no split, no mixture) reads its part with scanners."""
 
     @property
     def scans(self) -> bool:
-        return self.universe.scannable and self.universe.mixture is None
+        u = self.universe
+        return u.scannable and u.mixture is None and self.spec.world_size == 1
 
-    def _ranges(self, epoch: int, a: int, b: int) -> list[range]:
-        ranges = self.order(epoch).slice(a, b)
-        if not all(isinstance(s, range) for s in ranges):
-            raise TypeError(f"{type(self).__name__} made a non-contiguous order")
-        return ranges  # type: ignore[return-value]
+    def order_at(self, n: int, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+        return index
 
-    def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
+    def _ranges(self, remaining: Ranges, batches: range) -> list[range]:
+        _, covered = self._deal(remaining)
+        a, b = batches[0] * self.batch_size, min((batches[-1] + 1) * self.batch_size, covered)
+        return [range(x, y) for x, y in along(remaining, a, b)]
+
+    def task_of(self, epoch: int, remaining: Ranges, batches: range) -> Task:
         if not self.scans:
-            return super().chunk(epoch, index, cuts, lead)
-        a, b = cuts[index], cuts[index + 1]
-        runs = self.universe.runs(self._ranges(epoch, a + lead, b), self.batch_size)
-        return ScanTask(runs, b - a - lead)
+            return super().task_of(epoch, remaining, batches)
+        ranges = self._ranges(remaining, batches)
+        return ScanTask(self.universe.runs(ranges, self.batch_size), sum(map(len, ranges)))
 
-    def scan_runs(self, epoch: int, skip_batches: int = 0) -> tuple[ScanRun, ...] | None:
-        if not self.scans:
+    def scan_runs(self, epoch: int, remaining: Ranges | None = None
+                  ) -> tuple[ScanRun, ...] | None:
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        mine = self._mine(remaining)
+        if not self.scans or not len(mine):
+            return None if not self.scans else ()
+        return self.universe.runs(self._ranges(remaining, mine), self.batch_size)
+
+
+class RankSampler(Sampler):
+    """A sampler whose order belongs to each rank (`rank_segments`): resumed by skipping the
+    rank's own delivered rows, only at the same world size and batch size."""
+
+    elastic = False
+
+    def rank_segments(self, epoch: int) -> list[range]:
+        raise NotImplementedError
+
+    def epoch_rows(self, epoch: int) -> int:
+        return sum(len(s) for s in self.rank_segments(epoch))
+
+    def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        return total(self.epoch_ranges(epoch) if remaining is None else remaining)
+
+    def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        return math.ceil(self.rows(epoch, remaining) / self.batch_size)
+
+    def _order_ranges(self, epoch: int, remaining: Ranges) -> list[range]:
+        """`remaining` (along the rank's order) as universe position ranges."""
+        segments = self.rank_segments(epoch)
+        ends = np.cumsum([len(s) for s in segments])
+        out = []
+        for a, b in remaining:
+            for i, segment in enumerate(segments):
+                begin = int(ends[i]) - len(segment)
+                lo, hi = max(a, begin), min(b, int(ends[i]))
+                if lo < hi:
+                    out.append(segment[lo - begin : hi - begin])
+        return out
+
+    def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
+              ) -> Iterator[Task]:
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        rows, size = self.rows(epoch, remaining), self.batch_size
+        step = size if per_batch else max(size, self.chunk_rows // size * size)
+        cuts = [0, *range(min(size, rows), rows, step), rows] if rows else [0]
+        for a, b in itertools.pairwise(cuts):
+            ranges = self._order_ranges(epoch, tuple(along(remaining, a, b)))
+            if self.universe.scannable:
+                yield ScanTask(self.universe.runs(ranges, size), b - a)
+            else:
+                yield TakeTask(self.universe.ids(positions(list(ranges))))
+
+    def scan_runs(self, epoch: int, remaining: Ranges | None = None
+                  ) -> tuple[ScanRun, ...] | None:
+        if not self.universe.scannable:
             return None
-        ranges = self._ranges(epoch, skip_batches * self.batch_size, self.rows(epoch))
-        return self.universe.runs(ranges, self.batch_size)
-
-    def split(self, epoch: int, task: Task, a: int, b: int) -> Iterator[Task]:
-        if not self.scans:
-            yield from super().split(epoch, task, a, b)
-            return
-        bs = self.batch_size
-        for start in range(a, b, bs):
-            stop = min(start + bs, b)
-            yield ScanTask(self.universe.runs(self._ranges(epoch, start, stop), bs), stop - start)
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        return self.universe.runs(self._order_ranges(epoch, remaining), self.batch_size)
 
 
 def make_sampler(spec: SamplerSpec, universe: Universe, batch_size: int, drop_last: bool,
@@ -222,7 +364,7 @@ def make_sampler(spec: SamplerSpec, universe: Universe, batch_size: int, drop_la
     return kind.create(spec, universe, batch_size, drop_last, row_bytes)
 
 
-# Each module of this package defines one sampler type; importing it registers it.
+# Each module of this package that defines a sampler type registers it when imported.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("ordering", "mixing"):
+    if _module.name not in ("ordering", "mixing", "permutation"):
         importlib.import_module(f"{__name__}.{_module.name}")

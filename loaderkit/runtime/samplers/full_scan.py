@@ -1,15 +1,12 @@
-"""`full_scan`: dataset order; the epoch is cut into world_size contiguous slices."""
+"""`full_scan`: dataset order; batch i of the epoch to rank i % world_size."""
 
 from __future__ import annotations
 
-from loaderkit.runtime.samplers import ScanSampler
-from loaderkit.runtime.samplers.ordering import Order, Segment, contiguous_share
+from loaderkit.runtime.samplers import ScanGlobalSampler
 
 
-class FullScan(ScanSampler):
+class FullScan(ScanGlobalSampler):
+    """One rank scans; several take dataset order's batches in turn, so global step k holds
+    the same rows at every world size."""
+
     name = "full_scan"
-
-    def rank_segments(self, epoch: int) -> list[Segment]:
-        glob, spec = self.global_order(epoch), self.spec
-        return contiguous_share(glob, Order(glob).__len__(), self.batch_size, spec.world_size,
-                                spec.rank, self.drop_last, spec.uneven)

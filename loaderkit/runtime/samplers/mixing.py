@@ -2,68 +2,128 @@
 
 Row j of source i is given the time (j + phase_i) / p_i, where p_i is the source's
 share of the weights and phase_i a random offset in [0, 1) drawn from (seed,
-epoch); the epoch is every source's rows in the order of their times. At any point
-of the epoch each source has delivered its share of the rows so far to within one
-row (systematic sampling), so a run stopped early, or resumed, still saw the
-mixture; which rows of a source come in what order is the sampler's own order of
-that source. `first_exhausted` ends the epoch with the first source's last row;
-`all_exhausted` runs until every source has delivered all its rows, starting a
-source's order again (a new one) each time it runs out.
+epoch); the epoch is every source's rows in the order of their times (a tie to the
+source listed first). At any point of the epoch each source has delivered its
+share of the rows so far to within a row per source (systematic sampling), so a
+run stopped early, or resumed, still saw the mixture. Which rows of a source come
+in what order is the sampler's own order of that source. `first_exhausted` ends
+the epoch with the first source's last row; `all_exhausted` runs until every
+source has delivered all its rows, starting a source's order again (a new one,
+its `cycle`) each time it runs out. Any slice of the epoch is computed alone.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
-from loaderkit.runtime.samplers.ordering import Segment, positions
 from loaderkit.runtime.universe import Mixture
 
 # Tolerance on the times: a row whose time equals the end is in the epoch.
 _EPS = 1e-9
+OrderOf = Callable[[int, int, int, int], np.ndarray]  # (source, cycle, lo, hi) -> positions
 
 
-def counts(mixture: Mixture, phase: np.ndarray) -> np.ndarray:
-    """Rows each source delivers in an epoch, given the phases."""
-    sizes = np.array(mixture.sizes, dtype=np.float64)
-    weights = np.array(mixture.weights, dtype=np.float64) * (sizes > 0)
-    if weights.sum() == 0 or (mixture.stop == "first_exhausted" and (sizes == 0).any()):
-        return np.zeros(len(sizes), dtype=np.int64)
-    share = weights / weights.sum()
-    live = share > 0
-    last = (sizes[live] - 1 + phase[live]) / share[live]  # each source's last row's time
-    end = last.min() if mixture.stop == "first_exhausted" else last.max()
-    out = np.zeros(len(sizes), dtype=np.int64)
-    out[live] = np.floor(end * share[live] - phase[live] + _EPS).astype(np.int64) + 1
-    return np.maximum(out, 0)
+class Interleave:
+    """The epoch's sequence of (source, row of source) for given phases, sliced lazily."""
 
+    def __init__(self, mixture: Mixture, phase: np.ndarray) -> None:
+        self.mixture = mixture
+        self.phase = phase
+        sizes = np.array(mixture.sizes, dtype=np.float64)
+        weights = np.array(mixture.weights, dtype=np.float64) * (sizes > 0)
+        self.share = weights / weights.sum() if weights.sum() else weights
+        self.counts = self._counts(sizes)
+        self.total = int(self.counts.sum())
 
-def interleave(mixture: Mixture, order_of: Callable[[int, int], Segment],
-               rng: np.random.Generator) -> np.ndarray:
-    """The epoch's universe positions. `order_of(source, cycle)` is the order of a source's
-    own positions (0 .. its size - 1) for that pass over it."""
-    phase = rng.random(len(mixture.sizes))
-    taken = counts(mixture, phase)
-    sizes = np.array(mixture.sizes, dtype=np.float64)
-    weights = np.array(mixture.weights, dtype=np.float64) * (sizes > 0)
-    share = weights / weights.sum() if weights.sum() else weights
-    times, rows = [], []
-    for i, (start, size, n) in enumerate(zip(mixture.starts, mixture.sizes, taken, strict=True)):
-        if n == 0:
-            continue
-        times.append((np.arange(n) + phase[i]) / share[i])
-        cycles = [positions([order_of(i, cycle)]) for cycle in range(math.ceil(n / size))]
-        rows.append(np.concatenate(cycles)[:n] + start)
-    if not rows:
-        return np.zeros(0, dtype=np.int64)
-    sources = np.repeat(np.arange(len(times)), [len(t) for t in times])
-    # By time; a tie goes to the source listed first.
-    order = np.lexsort((sources, np.concatenate(times)))
-    return np.concatenate(rows)[order]
+    def _counts(self, sizes: np.ndarray) -> np.ndarray:
+        """Rows each source delivers in the epoch."""
+        out = np.zeros(len(sizes), dtype=np.int64)
+        live = self.share > 0
+        if not live.any() or (self.mixture.stop == "first_exhausted" and (sizes == 0).any()):
+            return out
+        last = (sizes[live] - 1 + self.phase[live]) / self.share[live]  # last rows' times
+        end = last.min() if self.mixture.stop == "first_exhausted" else last.max()
+        out[live] = np.floor(end * self.share[live] - self.phase[live] + _EPS).astype(
+            np.int64) + 1
+        return np.clip(out, 0, None)
+
+    def _before(self, time: float) -> np.ndarray:
+        """Each source's rows with a time below `time`."""
+        live = self.share > 0
+        out = np.zeros(len(self.share), dtype=np.int64)
+        out[live] = np.ceil(time * self.share[live] - self.phase[live] - _EPS).astype(np.int64)
+        return np.clip(out, 0, self.counts)
+
+    def taken(self, position: int) -> np.ndarray:
+        """How many rows of each source the first `position` rows of the epoch hold."""
+        if position <= 0:
+            return np.zeros(len(self.share), dtype=np.int64)
+        if position >= self.total:
+            return self.counts.copy()
+        live = self.share > 0
+        low, high = 0.0, float(((self.counts[live] + 1) / self.share[live]).max())
+        for _ in range(200):  # bisection on the time: counts only grow with it
+            middle = (low + high) / 2
+            if self._before(middle).sum() <= position:
+                low = middle
+            else:
+                high = middle
+            if high - low < 1e-12 * max(1.0, high):
+                break
+        out = self._before(low)
+        for source in np.argsort(self._next_time(out), kind="stable"):  # a tie: in order
+            if out.sum() >= position:
+                break
+            if out[source] < self.counts[source]:
+                out[source] += 1
+        return out
+
+    def _next_time(self, taken: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.where(self.share > 0, (taken + self.phase) / self.share, np.inf)
+
+    def slice(self, a: int, b: int, order_of: OrderOf) -> np.ndarray:
+        """Universe positions of epoch rows a..b: each source's rows by its own order."""
+        start, stop = self.taken(a), self.taken(b)
+        times, rows, sources = [], [], []
+        for i, (lo, hi) in enumerate(zip(start.tolist(), stop.tolist(), strict=True)):
+            if hi <= lo:
+                continue
+            times.append((np.arange(lo, hi) + self.phase[i]) / self.share[i])
+            rows.append(self._rows(i, lo, hi, order_of) + self.mixture.starts[i])
+            sources.append(np.full(hi - lo, i))
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        order = np.lexsort((np.concatenate(sources), np.concatenate(times)))
+        return np.concatenate(rows)[order]
+
+    def _rows(self, source: int, lo: int, hi: int, order_of: OrderOf) -> np.ndarray:
+        """Rows lo..hi of a source's part of the epoch: its order, again each cycle."""
+        size = self.mixture.sizes[source]
+        parts, at = [], lo
+        while at < hi:
+            cycle, offset = divmod(at, size)
+            take = min(hi - at, size - offset)
+            parts.append(order_of(source, cycle, offset, offset + take))
+            at += take
+        return np.concatenate(parts)
 
 
 def source_of(mixture: Mixture, where: np.ndarray) -> np.ndarray:
     """The source index of each universe position."""
     return np.searchsorted(mixture.starts, where, side="right") - 1
+
+
+def mix(rows: np.ndarray, mixture: Mixture | None, rng: np.random.Generator) -> np.ndarray:
+    """`rows` shuffled among themselves; in a mixture, each source's rows among that source's
+    places, so the interleave (the mixture's proportions at every point) stays."""
+    if mixture is None:
+        return rows[rng.permutation(len(rows))]
+    out = rows.copy()
+    sources = source_of(mixture, rows)
+    for source in range(len(mixture.sizes)):
+        places = np.flatnonzero(sources == source)
+        out[places] = rows[places[rng.permutation(len(places))]]
+    return out

@@ -1,24 +1,25 @@
-"""A rank's epoch order as segments of universe positions, and how ranks share an order.
+"""Orders as lists of segments, and the ranges of an epoch still to deliver.
 
 A segment is a `range` (contiguous positions) or an int64 array; an order is a
-list of segments, sliced in O(log segments). The sharing rules (`contiguous_share`,
-`wrap`) are the ones every sampler uses for `drop_last` and `uneven`.
+list of segments, sliced in O(log segments). `Ranges` are [start, stop) pieces of
+an epoch's global order, in order: a fresh epoch is one range, a resumed one what
+no rank has delivered yet.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 Segment = range | np.ndarray
+Ranges = tuple[tuple[int, int], ...]
 
 
 @dataclass
 class Order:
-    """A rank's epoch order with O(log segments) slicing."""
+    """An order with O(log segments) slicing."""
 
     segments: Sequence[Segment]
     ends: np.ndarray = field(init=False)
@@ -56,7 +57,7 @@ def positions(segments: list[Segment]) -> np.ndarray:
 
 
 def wrap(glob: list[Segment], n: int, count: int) -> list[Segment]:
-    """The first `count` rows of an `n`-row global order, cycling when count > n (padding)."""
+    """The first `count` rows of an `n`-row order, cycling when count > n (padding)."""
     if count <= 0 or n == 0:
         return []
     out: list[Segment] = []
@@ -66,22 +67,51 @@ def wrap(glob: list[Segment], n: int, count: int) -> list[Segment]:
     return out
 
 
-def contiguous_share(glob: list[Segment], n: int, batch_size: int, world_size: int, rank: int,
-                     drop_last: bool, uneven: str) -> list[Segment]:
-    """Rank `rank`'s slice when the epoch's global order is cut into `world_size` slices.
+def total(ranges: Ranges) -> int:
+    return sum(b - a for a, b in ranges)
 
-    With `drop_last` every rank gets the same number of full batches (the tail is
-    dropped); else `uneven="allow"` lets ranks differ by the remainder and
-    `uneven="pad"` repeats the epoch's first rows so every rank gets ceil(n / ws).
-    """
-    bs, ws, r = batch_size, world_size, rank
-    if drop_last:
-        per = n // (ws * bs) * bs
-        return cut(glob, r * per, (r + 1) * per)
-    if uneven == "pad":
-        per = math.ceil(n / ws)
-        padded = glob + wrap(glob, n, per * ws - n)
-        return cut(padded, r * per, (r + 1) * per)
-    q, rem = divmod(n, ws)
-    start = r * q + min(r, rem)
-    return cut(glob, start, start + q + (1 if r < rem else 0))
+
+def locate(ranges: Ranges, rows: np.ndarray) -> np.ndarray:
+    """The global index of each of `rows`, counted along `ranges` (0 = the first row)."""
+    starts = np.array([a for a, _ in ranges], dtype=np.int64)
+    ends = np.cumsum([b - a for a, b in ranges], dtype=np.int64)
+    which = np.searchsorted(ends, rows, side="right")
+    before = np.concatenate([[0], ends[:-1]])[which]
+    return starts[which] + (rows - before)
+
+
+def along(ranges: Ranges, x: int, y: int) -> list[tuple[int, int]]:
+    """Rows [x, y) counted along `ranges`, as global ranges."""
+    out, before = [], 0
+    for a, b in ranges:
+        lo, hi = max(x, before), min(y, before + b - a)
+        if lo < hi:
+            out.append((a + lo - before, a + hi - before))
+        before += b - a
+    return out
+
+
+def drop(ranges: Ranges, pieces: list[tuple[int, int]]) -> Ranges:
+    """`ranges` without the rows of `pieces` (row ranges along `ranges`, as `locate` counts
+    them), as global ranges, merged where they touch."""
+    out: list[tuple[int, int]] = []
+    at = 0
+    for a, b in [*sorted(pieces), (total(ranges), total(ranges))]:
+        for piece in along(ranges, at, a) if a > at else ():
+            if out and out[-1][1] == piece[0]:
+                out[-1] = (out[-1][0], piece[1])
+            else:
+                out.append(piece)
+        at = max(at, b)
+    return tuple(out)
+
+
+def after(ranges: Ranges, rows: int) -> Ranges:
+    """`ranges` without their first `rows` rows."""
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        skip = min(rows, b - a)
+        rows -= skip
+        if a + skip < b:
+            out.append((a + skip, b))
+    return tuple(out)

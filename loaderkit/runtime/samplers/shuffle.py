@@ -1,22 +1,24 @@
-"""`shuffle`: a global order from (seed, epoch), cut into world_size contiguous slices.
+"""`shuffle`: a global order from (seed, epoch), its batches taken by the ranks in turn.
 
 Three modes trade fidelity for speed and memory (sampler.mode):
-- `block`: a random order of contiguous blocks, mixed inside each chunk; each
-  chunk is read as runs of rows (fast, memory-bounded).
-- `exact`: a true per-row permutation; each chunk is one sorted scattered take.
+- `exact`: a true per-row permutation (a keyed Feistel network, computed for the
+  rows a task needs); each task is one sorted scattered take.
+- `block`: contiguous blocks of `block_rows` in a permuted order, then each chunk of
+  the order mixed in memory; a task reads runs of rows (fast, memory-bounded).
 - `cache`: a true permutation over the columns held in memory.
+All of them cost the same to plan whatever the dataset's size: no order is ever
+materialised beyond the rows a task reads.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from loaderkit.runtime.samplers import Sampler, mixing
-from loaderkit.runtime.samplers.ordering import Order, Segment, contiguous_share, positions
+from loaderkit.runtime.samplers import GlobalSampler
+from loaderkit.runtime.samplers.ordering import Ranges
+from loaderkit.runtime.samplers.permutation import Permutation
 from loaderkit.runtime.spec import SamplerSpec
-from loaderkit.runtime.tasks import CacheTask, TakeTask, Task
+from loaderkit.runtime.tasks import CacheTask, Task
 from loaderkit.runtime.universe import Universe
 
 # Larger chunks mix blocks better (block) and make a scattered take cheaper per row
@@ -29,14 +31,14 @@ EXACT_CHUNK_ROWS = (65536, 1 << 20)  # bounds of the byte-sized exact chunk
 CACHE_CHUNK_ROWS = 16384
 
 
-class Shuffle(Sampler):
+class Shuffle(GlobalSampler):
     """The exact mode; the other modes are subclasses (`create` picks by `spec.mode`)."""
 
     name = "shuffle"
 
     @classmethod
     def create(cls, spec: SamplerSpec, universe: Universe, batch_size: int, drop_last: bool,
-               row_bytes: int = 0) -> Sampler:
+               row_bytes: int = 0) -> GlobalSampler:
         mode = {"block": BlockShuffle, "exact": Shuffle, "cache": CacheShuffle}[spec.mode]
         return mode(spec, universe, batch_size, drop_last, row_bytes)
 
@@ -46,64 +48,49 @@ class Shuffle(Sampler):
         lo, hi = EXACT_CHUNK_ROWS
         return min(hi, max(lo, EXACT_CHUNK_BYTES // row_bytes))
 
-    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
-        """A permutation of 0 .. size - 1 from (seed, epoch, stream)."""
-        return self.rng(epoch, *stream).permutation(size).astype(np.int64, copy=False)
+    def _permutation(self, n: int, key: tuple[int, ...]) -> Permutation:
+        return Permutation(n, (self.spec.seed, *key))
 
-    def rank_segments(self, epoch: int) -> list[Segment]:
-        glob, spec = self.global_order(epoch), self.spec
-        return contiguous_share(glob, len(Order(glob)), self.batch_size, spec.world_size,
-                                spec.rank, self.drop_last, spec.uneven)
+    def order_at(self, n: int, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+        return self._permutation(n, key)(index)
+
+    def order_slice(self, n: int, key: tuple[int, ...], a: int, b: int) -> np.ndarray:
+        return self.order_at(n, key, np.arange(a, b, dtype=np.int64))
 
 
 class CacheShuffle(Shuffle):
-    """`cache`: chunks are gathers from the columns held in memory."""
+    """`cache`: tasks are gathers from the columns held in memory."""
 
     def chunk_rows_for(self, row_bytes: int) -> int:
         return CACHE_CHUNK_ROWS
 
-    def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
-        return CacheTask(positions(self.order(epoch).slice(cuts[index] + lead, cuts[index + 1])))
+    def task_of(self, epoch: int, remaining: Ranges, batches: range) -> Task:
+        return CacheTask(self._rows_of(epoch, remaining, batches))
 
 
 class BlockShuffle(Shuffle):
-    """`block`: contiguous blocks of `block_rows` in random order, mixed inside chunks."""
+    """`block`: contiguous blocks of `block_rows` in a keyed order, mixed inside chunks.
+
+    Blocks alone would deliver block_rows-row runs; mixing each chunk of the order in
+    memory breaks them up at no I/O cost, and a chunk's rows still come from few spots
+    on disk, so a task's sorted take reads runs instead of single rows.
+    """
+
+    mixes_chunks = True
 
     def chunk_rows_for(self, row_bytes: int) -> int:
         return BLOCK_CHUNK_ROWS
 
-    def sequence(self, epoch: int, size: int, stream: tuple[int, ...] = ()) -> Segment:
-        # Random order of contiguous blocks: neighbours on disk stay neighbours, so
-        # each chunk's sorted take reads runs instead of single rows.
-        n, rng = size, self.rng(epoch, *stream)
-        b = max(1, self.spec.block_rows)
-        starts = rng.permutation(math.ceil(n / b)).astype(np.int64) * b
-        lengths = np.minimum(b, n - starts)
-        before = np.cumsum(lengths) - lengths
-        offsets = np.arange(n, dtype=np.int64) - np.repeat(before, lengths)
-        return offsets + np.repeat(starts, lengths)
-
-    def chunk(self, epoch: int, index: int, cuts: list[int], lead: int) -> Task:
-        # Blocks alone would deliver block_rows-row runs; mixing inside the chunk
-        # breaks them up at no I/O cost. Done before trimming, so a resumed chunk has
-        # the same order as the uninterrupted one. The one-batch first chunk is mixed
-        # together with the next chunk (else it would be a single block: rows
-        # 1..1024 of one spot on disk).
-        a, b = cuts[index], cuts[index + 1]
-        ga, gb = (cuts[0], cuts[min(2, len(cuts) - 1)]) if index < 2 else (a, b)
-        key = 0 if index < 2 else index
-        picked = positions(self.order(epoch).slice(ga, gb))
-        rng = self.rng(epoch, self.spec.rank, key)
-        mixture = self.universe.mixture
-        if mixture is None:
-            picked = picked[rng.permutation(len(picked))]
-        else:
-            # Mix each source's rows among that source's places: the interleave, and
-            # so the mixture's proportions at every point, stay as they were.
-            picked = picked.copy()
-            sources = mixing.source_of(mixture, picked)
-            for source in range(len(mixture.sizes)):
-                places = np.flatnonzero(sources == source)
-                picked[places] = picked[places[rng.permutation(len(places))]]
-        picked = picked[a - ga : b - ga][lead:]
-        return TakeTask(self.universe.ids(picked))
+    def order_slice(self, n: int, key: tuple[int, ...], a: int, b: int) -> np.ndarray:
+        size = max(1, self.spec.block_rows)
+        blocks = -(-n // size)
+        if blocks == 0:
+            return np.zeros(0, dtype=np.int64)
+        last = n - (blocks - 1) * size  # the one short block's rows
+        order = self._permutation(blocks, key)
+        short_at = int(order.inverse(np.array([blocks - 1]))[0]) * size  # where it starts
+        index = np.arange(a, b, dtype=np.int64)
+        # Before the short block every block is full; after it, shifted by its shortfall.
+        shifted = np.where(index >= short_at + last, index + (size - last), index)
+        rank, offset = shifted // size, shifted % size
+        return order(rank) * size + offset
