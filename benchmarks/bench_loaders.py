@@ -34,7 +34,8 @@ WINDOW = 1024  # shuffle quality: batch-mates closer than this in the source are
 # 20-40% over minutes, which a ratio of loaders run a minute apart picks up. Each
 # round runs the groups in a rotated order, and each group forwards or backwards.
 RUN_GROUPS = [
-    ["lance_seq", "lk_full_scan", "lk_cache", "lk_block"],
+    ["lance_seq", "lk_full_scan", "lk_cache", "lk_block", "lk_mix_block"],
+    ["lk_split_block", "lk_filter_block"],
     ["raw_take", "lk_exact", "lk_exact_256k"],
     ["perm_w0", "perm_w2", "streaming", "lk_block_4x"],
     ["safe_w2", "lk_block_w2", "lk_block_w2_warm", "lk_full_scan_w2"],
@@ -127,6 +128,30 @@ CONFIGS: dict[str, tuple[str, str, int, int | None, dict]] = {
         None,
         {"sampler": {"type": "shuffle", "seed": 7}},
     ),
+    "lk_mix_block": (
+        "loaderkit mixture of two sources (halves, 1:1), block shuffle, 0 workers",
+        "loaderkit",
+        1,
+        None,
+        {"sampler": {"type": "shuffle", "seed": 7}, "sources": {
+            "even": {"filter": "id % 2 = 0", "weight": 1},
+            "odd": {"filter": "id % 2 = 1", "weight": 1}}},
+    ),
+    "lk_split_block": (
+        "loaderkit split (train, 0.9 by id), block shuffle, 0 workers",
+        "loaderkit",
+        1,
+        None,
+        {"sampler": {"type": "shuffle", "seed": 7}, "recipe": {
+            "splits": {"by": "id", "fractions": {"train": 0.9, "val": 0.1}}, "split": "train"}},
+    ),
+    "lk_filter_block": (
+        "loaderkit filter keeping 0.9 (id % 10 != 0), block shuffle, 0 workers",
+        "loaderkit",
+        1,
+        None,
+        {"sampler": {"type": "shuffle", "seed": 7}, "recipe": {"filter": "id % 10 != 0"}},
+    ),
 }
 
 
@@ -196,6 +221,11 @@ def write_recipe(out: Path, name: str, uri: Path, extra: dict, columns=None) -> 
         recipe["loader"]["persistent_workers"] = True
     if columns:
         recipe["columns"] = columns
+    recipe.update(extra.get("recipe", {}))
+    if "sources" in extra:  # the same dataset, each source its own part of it
+        del recipe["source"]
+        recipe["sources"] = {name: {"uri": str(uri), **part}
+                             for name, part in extra["sources"].items()}
     path = out / "recipes" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -409,6 +439,18 @@ def quality_child(out: Path, rows: int) -> dict:
             warnings.simplefilter("ignore")
             loader = load_recipe(str(recipe))
         results[label] = batch_quality([b["id"].numpy() for b in loader], n)
+    # Mixture quality: a 3:1 mixture of the even and odd rows; the largest deviation of
+    # each source's running share from its weight, after the first 1,000 rows.
+    extra = {"sampler": {"type": "shuffle", "seed": 7}, "sources": {
+        "even": {"filter": "id % 2 = 0", "weight": 3}, "odd": {"filter": "id % 2 = 1",
+                                                               "weight": 1}}}
+    recipe = write_recipe(out, f"quality_mixture_{rows}", uri, extra, columns=["id"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loader = load_recipe(str(recipe))
+    odd = np.concatenate([b["id"].numpy() for b in loader]) % 2
+    running = np.cumsum(odd) / np.arange(1, len(odd) + 1)
+    results["mixture_max_share_deviation_pp"] = float(np.abs(running[999:] - 0.25).max() * 100)
     # A true uniform shuffle (reference, same batch size).
     perm = np.random.default_rng(1).permutation(n)
     results["true shuffle (numpy permutation)"] = batch_quality(
@@ -624,6 +666,24 @@ def report(
             ratio("lk_full_scan_w2", "lk_full_scan"),
             ">=",
             0.5,
+        ),
+        (
+            "mixture of two block-shuffled sources >= 0.8x one block-shuffled source",
+            ratio("lk_mix_block", "lk_block"),
+            ">=",
+            0.8,
+        ),
+        (
+            "a split costs no more than the equivalent filter (split rows/s / filter's)",
+            ratio("lk_split_block", "lk_filter_block"),
+            ">=",
+            0.95,
+        ),
+        (
+            "mixture 3:1, largest running-share deviation after 1,000 rows (pp)",
+            q.get("mixture_max_share_deviation_pp", float("nan")),
+            "<=",
+            2,
         ),
         (
             "memory: block epoch on 4x rows peaks <= 1.2x the RSS of 1x",
