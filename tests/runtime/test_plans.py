@@ -130,3 +130,36 @@ def test_runs_cut_for_the_batch_grid_read_the_same_positions(
         cut = u.runs(ranges, batch_size=bs)
     merged = u.runs(ranges)
     assert np.array_equal(positions(u, ScanTask(cut, 0)), positions(u, ScanTask(merged, 0)))
+
+
+# --- chunks -----------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 5000), first=st.integers(1, 3000), doubling=st.booleans())
+def test_a_chunk_grid_starts_with_its_first_chunk_and_grows_to_its_size(
+        size: int, first: int, doubling: bool) -> None:
+    from loaderkit.runtime.samplers.ordering import ChunkGrid
+
+    grid = ChunkGrid(size, first, doubling)
+    starts = np.array([grid.start(k) for k in range(40)])
+    sizes = np.diff(starts)
+    assert starts[0] == 0 and sizes[0] == min(first, size)
+    assert np.all(sizes[1:] >= sizes[:-1]) and sizes.max() <= size and sizes[-1] == size
+    rows = np.arange(starts[-1])
+    assert np.array_equal(grid.index(rows), np.searchsorted(starts, rows, side="right") - 1)
+
+
+def test_a_shuffled_epoch_starts_with_small_tasks_that_double() -> None:
+    sampler = make_sampler(SamplerSpec(type="shuffle", mode="block", block_rows=16),
+                           universe([40_000, 40_000]), 64, False)
+    sizes = [len(t.ids) for t in sampler.tasks(0)]  # type: ignore[union-attr]
+    assert sizes == [8192, 16384, 32768, 80_000 - 8192 - 16384 - 32768]
+
+
+def test_a_block_shuffle_task_reads_whole_blocks() -> None:
+    u = universe([30_000, 50_000])
+    sampler = make_sampler(SamplerSpec(type="shuffle", mode="block", block_rows=100,
+                                       chunk_rows=20_000), u, 50, False)
+    for task in sampler.tasks(0):
+        blocks, counts = np.unique(positions(u, task) // 100, return_counts=True)
+        assert np.all(counts[blocks != u.size // 100] == 100)

@@ -88,13 +88,14 @@ def test_no_worker_starts_while_the_gate_is_closed(
 def test_workers_start_between_chunks_once_the_gate_opens(
     lance_uri: str, read_here: list[Any]
 ) -> None:
-    expected = ids_of(build(lance_uri, **SPEC))
-    loader = build(lance_uri, num_workers=2, **SPEC)
+    one_batch_chunks = {**SPEC, "chunk_rows": 16}  # batch_size 16
+    expected = ids_of(build(lance_uri, **one_batch_chunks))
+    loader = build(lance_uri, num_workers=2, **one_batch_chunks)
     gate: Future[None] = Future()
     loader.start_workers_after(gate)
     read_here.clear()
     iterator = iter(loader)
-    batches = [next(iterator)]  # the first chunk is one batch
+    batches = [next(iterator)]  # the first chunk
     assert not loader.workers.started
     gate.set_result(None)
     batches.append(next(iterator))  # the next chunk boundary starts them

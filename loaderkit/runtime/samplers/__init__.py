@@ -34,7 +34,15 @@ import numpy as np
 
 from loaderkit.errors import SamplerError
 from loaderkit.runtime.samplers import mixing
-from loaderkit.runtime.samplers.ordering import Ranges, along, locate, positions, total
+from loaderkit.runtime.samplers.ordering import (
+    ChunkGrid,
+    Ranges,
+    along,
+    before,
+    locate,
+    positions,
+    total,
+)
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
@@ -131,8 +139,14 @@ class GlobalSampler(Sampler):
     def __init__(self, spec: SamplerSpec, universe: Universe, batch_size: int,
                  drop_last: bool, row_bytes: int = 0) -> None:
         super().__init__(spec, universe, batch_size, drop_last, row_bytes)
+        self.grid = self.chunk_grid()
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
         self._interleaves: dict[int, mixing.Interleave] = {}
+
+    def chunk_grid(self) -> ChunkGrid:
+        """How the global order is cut into chunks: small ones first (a fast first batch, and
+        the next reads in flight early), doubling up to `chunk_rows`."""
+        return ChunkGrid(self.chunk_rows)
 
     # ---- the global order ------------------------------------------------------------
 
@@ -166,11 +180,11 @@ class GlobalSampler(Sampler):
             interleave.mixture.sizes[source], (epoch, source, cycle), lo, hi))
 
     def _chunk(self, epoch: int, index: int) -> np.ndarray:
-        """Chunk `index` of the global order (chunk_rows rows), mixed if the sampler mixes."""
+        """Chunk `index` of the global order (`grid`), mixed if the sampler mixes."""
         key = (epoch, index)
         if key not in self._chunks:
-            a = index * self.chunk_rows
-            b = min(a + self.chunk_rows, self.natural_rows(epoch))
+            a = self.grid.start(index)
+            b = min(self.grid.start(index + 1), self.natural_rows(epoch))
             rows = self._base_slice(epoch, a, b)
             if self.mixes_chunks:
                 rows = mixing.mix(rows, self.universe.mixture, self.rng(epoch, index))
@@ -184,10 +198,10 @@ class GlobalSampler(Sampler):
         if not self.mixes_chunks and self.universe.mixture is None:
             return self.order_at(self.universe.size, (epoch,), index)
         out = np.empty(len(index), dtype=np.int64)
-        chunk = index // self.chunk_rows
+        chunk = self.grid.index(index)
         for c in np.unique(chunk):
             here = chunk == c
-            out[here] = self._chunk(epoch, int(c))[index[here] - c * self.chunk_rows]
+            out[here] = self._chunk(epoch, int(c))[index[here] - self.grid.start(int(c))]
         return out
 
     def order_at(self, n: int, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
@@ -247,17 +261,25 @@ class GlobalSampler(Sampler):
         return self.global_at(epoch, self._global_index(epoch, remaining, rows))
 
     def _groups(self, remaining: Ranges, per_batch: bool) -> Iterator[range]:
-        """This rank's batches in tasks: the first task one batch (a fast first batch), then
-        about a chunk of the global order's rows each (this rank's share of it)."""
+        """This rank's batches in tasks: those whose first row is in one chunk of the grid
+        (this rank's share of the chunk), so that a task reads what one chunk holds and
+        the small first chunks deliver the first batches quickly."""
         mine = self._mine(remaining)
         if per_batch:
             yield from (mine[i:i + 1] for i in range(len(mine)))
             return
-        step = max(1, self.chunk_rows // (self.batch_size * self.spec.world_size))
-        if len(mine):
-            yield mine[:1]
-        for start in range(1, len(mine), step):
-            yield mine[start:start + step]
+        size, have, at = self.batch_size, total(remaining), 0
+        while at < len(mine):
+            first = mine[at] * size
+            if first >= have:  # padding: the epoch's first rows again
+                yield mine[at:]
+                return
+            chunk = int(self.grid.index(locate(remaining, np.array([first])))[0])
+            end = before(remaining, self.grid.start(chunk + 1))  # along `remaining`
+            last = -(-end // size) - 1  # the last batch that starts in the chunk
+            count = (last - mine[at]) // mine.step + 1
+            yield mine[at:at + count]
+            at += count
 
     def task_of(self, epoch: int, remaining: Ranges, batches: range) -> Task:
         """The task that reads `batches`: by default one sorted take of their rows."""

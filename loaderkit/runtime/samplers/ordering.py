@@ -1,49 +1,69 @@
-"""Orders as lists of segments, and the ranges of an epoch still to deliver.
+"""The pieces of an epoch's global order: its chunks, and the ranges still to deliver.
 
-A segment is a `range` (contiguous positions) or an int64 array; an order is a
-list of segments, sliced in O(log segments). `Ranges` are [start, stop) pieces of
-an epoch's global order, in order: a fresh epoch is one range, a resumed one what
-no rank has delivered yet.
+`Ranges` are [start, stop) pieces of an epoch's global order, in order: a fresh
+epoch is one range, a resumed one what no rank has delivered yet. `ChunkGrid`
+cuts the global order into chunks, the unit a task reads and a block shuffle
+mixes. A segment is a `range` (contiguous positions) or an int64 array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 Segment = range | np.ndarray
 Ranges = tuple[tuple[int, int], ...]
 
-
-@dataclass
-class Order:
-    """An order with O(log segments) slicing."""
-
-    segments: Sequence[Segment]
-    ends: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ends = np.cumsum([len(s) for s in self.segments], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.ends[-1]) if len(self.ends) else 0
-
-    def slice(self, a: int, b: int) -> list[Segment]:
-        out: list[Segment] = []
-        i = int(np.searchsorted(self.ends, a, side="right"))
-        while i < len(self.segments) and a < b:
-            begin = int(self.ends[i]) - len(self.segments[i])
-            part = self.segments[i][a - begin : min(b, int(self.ends[i])) - begin]
-            out.append(part)
-            a += len(part)
-            i += 1
-        return out
+# The first chunk of an epoch: chunks then double up to their steady size, so the
+# first batches wait on a small read and the reads that follow are already in flight.
+FIRST_CHUNK_ROWS = 8192
 
 
-def cut(segments: Sequence[Segment], a: int, b: int) -> list[Segment]:
-    return Order(segments).slice(a, b)
+@dataclass(frozen=True)
+class ChunkGrid:
+    """Chunk boundaries in the global order: a `first` chunk, then chunks that double up
+    to `size` rows (or, without `doubling`, go straight to it).
+
+    It depends on neither the world size nor the batch size, so chunk k (and how a
+    block shuffle mixes it) is the same at every world size.
+    """
+
+    size: int
+    first: int = FIRST_CHUNK_ROWS
+    doubling: bool = True
+
+    @property
+    def _ramp(self) -> tuple[int, int]:
+        """(the first chunk's rows, how many chunks come before the steady size)."""
+        first = max(1, min(self.first, self.size))
+        if first == self.size:
+            return first, 0
+        if not self.doubling:
+            return first, 1
+        chunks = 0
+        while first << chunks < self.size:
+            chunks += 1
+        return first, chunks
+
+    def start(self, index: int) -> int:
+        """Where chunk `index` starts."""
+        first, chunks = self._ramp
+        if index <= chunks:
+            return first * ((1 << index) - 1) if self.doubling else first * min(index, 1)
+        return self.start(chunks) + (index - chunks) * self.size
+
+    def index(self, rows: np.ndarray) -> np.ndarray:
+        """The chunk of each global index in `rows`."""
+        first, chunks = self._ramp
+        rows = np.asarray(rows, dtype=np.int64)
+        ramp = self.start(chunks)
+        if self.doubling:
+            # Chunk i of the ramp holds [first * (2**i - 1), first * (2**(i+1) - 1)).
+            growing = np.floor(np.log2(np.maximum(rows, 0) // first + 1)).astype(np.int64)
+        else:
+            growing = np.zeros(len(rows), dtype=np.int64)
+        return np.where(rows < ramp, growing, chunks + (rows - ramp) // self.size)
 
 
 def positions(segments: list[Segment]) -> np.ndarray:
@@ -54,17 +74,6 @@ def positions(segments: list[Segment]) -> np.ndarray:
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def wrap(glob: list[Segment], n: int, count: int) -> list[Segment]:
-    """The first `count` rows of an `n`-row order, cycling when count > n (padding)."""
-    if count <= 0 or n == 0:
-        return []
-    out: list[Segment] = []
-    while count > 0:
-        out += cut(glob, 0, min(count, n))
-        count -= n
-    return out
 
 
 def total(ranges: Ranges) -> int:
@@ -78,6 +87,11 @@ def locate(ranges: Ranges, rows: np.ndarray) -> np.ndarray:
     which = np.searchsorted(ends, rows, side="right")
     before = np.concatenate([[0], ends[:-1]])[which]
     return starts[which] + (rows - before)
+
+
+def before(ranges: Ranges, index: int) -> int:
+    """How many rows of `ranges` have a global index below `index`."""
+    return sum(min(max(index - a, 0), b - a) for a, b in ranges)
 
 
 def along(ranges: Ranges, x: int, y: int) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from loaderkit.runtime.samplers import GlobalSampler
-from loaderkit.runtime.samplers.ordering import Ranges
+from loaderkit.runtime.samplers.ordering import FIRST_CHUNK_ROWS, ChunkGrid, Ranges
 from loaderkit.runtime.samplers.permutation import Permutation
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import CacheTask, Task
@@ -48,6 +48,13 @@ class Shuffle(GlobalSampler):
         lo, hi = EXACT_CHUNK_ROWS
         return min(hi, max(lo, EXACT_CHUNK_BYTES // row_bytes))
 
+    def chunk_grid(self) -> ChunkGrid:
+        # A scattered take costs more per row the sparser it is (Lance reads each row
+        # apart): after one global step, straight to full chunks. The order is per row,
+        # so the grid may depend on the batch size without changing any batch.
+        step = self.batch_size * self.spec.world_size
+        return ChunkGrid(self.chunk_rows, first=step, doubling=False)
+
     def _permutation(self, n: int, key: tuple[int, ...]) -> Permutation:
         return Permutation(n, (self.spec.seed, *key))
 
@@ -78,19 +85,27 @@ class BlockShuffle(Shuffle):
 
     mixes_chunks = True
 
+    def chunk_grid(self) -> ChunkGrid:
+        # The mixing unit, fixed by the rows alone; whole blocks, so a block is one read.
+        size = max(1, self.spec.block_rows)
+        return ChunkGrid(max(size, self.chunk_rows // size * size),
+                         max(size, FIRST_CHUNK_ROWS // size * size))
+
     def chunk_rows_for(self, row_bytes: int) -> int:
         return BLOCK_CHUNK_ROWS
 
     def order_slice(self, n: int, key: tuple[int, ...], a: int, b: int) -> np.ndarray:
         size = max(1, self.spec.block_rows)
-        blocks = -(-n // size)
-        if blocks == 0:
-            return np.zeros(0, dtype=np.int64)
-        last = n - (blocks - 1) * size  # the one short block's rows
-        order = self._permutation(blocks, key)
-        short_at = int(order.inverse(np.array([blocks - 1]))[0]) * size  # where it starts
+        full = n // size  # whole blocks; a short last block keeps its place at the end, so
+        # every block (and the grid's chunks, multiples of size) starts on the block grid
         index = np.arange(a, b, dtype=np.int64)
-        # Before the short block every block is full; after it, shifted by its shortfall.
-        shifted = np.where(index >= short_at + last, index + (size - last), index)
-        rank, offset = shifted // size, shifted % size
-        return order(rank) * size + offset
+        rank, offset = index // size, index % size
+        inside = rank < full
+        if not inside.any():
+            return index
+        # The network once per block, not per row: a slice holds few blocks.
+        first, last = int(rank[0]), int(rank[inside][-1])
+        blocks = self._permutation(full, key)(np.arange(first, last + 1, dtype=np.int64))
+        out = index.copy()
+        out[inside] = blocks[rank[inside] - first] * size + offset[inside]
+        return out
