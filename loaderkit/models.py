@@ -106,8 +106,11 @@ class Sampler(Section):
                              "shuffled inside large chunks (fast, memory-bounded); exact: a true "
                              "per-row permutation; cache: hold the columns in memory (see "
                              "cache_mb).")
-    block_rows: int = Field(1024, ge=1, description="shuffle/block: rows per contiguous block "
-                                                     "(read with one range read).")
+    block_rows: int | None = Field(
+        None, ge=1, description="shuffle/block: rows per contiguous block, each one read (a "
+                                "request on an object store). Smaller blocks mix better, larger "
+                                "ones cost fewer reads. null: 128 on local disk, 4096 on an "
+                                "object store (docs/performance.md).", examples=[128])
     chunk_rows: int | None = Field(
         None, ge=1, description="Rows read per Lance call and shuffled together (rounded to "
                                 "whole batches). Unset: 65536; shuffle block 131072, shuffle "
@@ -144,6 +147,10 @@ class Loader(Section):
     batch_readahead: int | None = Field(
         None, ge=1, description="Lance's batch readahead for scans; null: 16, as pylance's "
                                 "LanceDataset.")
+    reads_in_flight: int | None = Field(
+        None, ge=1, description="Shuffled reads (blocks, scattered rows) each process keeps in "
+                                "flight at once; null: 3 on local disk, 16 on an object store.",
+        examples=[32])
 
 
 class Decode(Section):

@@ -11,11 +11,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from loaderkit.errors import Diagnostic, Location
+from loaderkit.errors import Diagnostic, Location, MissingEnvError
 from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
+from loaderkit.runtime import storage
 from loaderkit.runtime.sources import kind_of
 from loaderkit.runtime.spec import (
     DecodeSpec,
@@ -26,7 +27,7 @@ from loaderkit.runtime.spec import (
     SourceSpec,
     SplitSpec,
 )
-from loaderkit.vocabulary import EnvValue, Text, parse_env
+from loaderkit.vocabulary import EnvValue, Text, parse_env, resolve_text
 
 REDACTED = "<redacted>"
 
@@ -112,6 +113,18 @@ def source_spec(src: Source) -> SourceSpec:
         connection_factory=src.connection_factory)
 
 
+def _uris(source: SourceSpec) -> list[str]:
+    """Where the source's rows live: its uri, or each of a mixture's."""
+    specs = [part.source for part in source.parts] if source.parts else [source]
+    uris = []
+    for spec in specs:
+        try:
+            uris.append(resolve_text(spec.uri))
+        except MissingEnvError:  # already a diagnostic of the front end
+            continue
+    return uris
+
+
 def plan(recipe: Recipe, document: Document,
          live: SourceSpec | None = None) -> tuple[Plan, list[Diagnostic]]:
     """`live`: the spec of a live source given to `load_recipe(source=...)`, which
@@ -140,7 +153,8 @@ def plan(recipe: Recipe, document: Document,
     read = ReadSpec(source=source,
                     columns={c: c for c in columns} if isinstance(columns, list) else columns,
                     filter=recipe.filter, format=recipe.format, transform=recipe.transform,
-                    batch_readahead=recipe.loader.batch_readahead, decode=decode, split=split)
+                    batch_readahead=recipe.loader.batch_readahead,
+                    reads_in_flight=recipe.loader.reads_in_flight, decode=decode, split=split)
 
     s, lo = recipe.sampler, recipe.loader
     rank, world = s.rank, s.world_size
@@ -153,7 +167,8 @@ def plan(recipe: Recipe, document: Document,
         problems.append(rule("LK208").at(document.locate(("sampler", "rank")),
                                          f"rank {rank} is outside world_size {world}"))
     sampler = SamplerSpec(type=s.type, seed=s.seed, rank=rank, world_size=world, mode=s.mode,
-                          block_rows=s.block_rows, chunk_rows=s.chunk_rows, cache_mb=s.cache_mb,
+                          block_rows=s.block_rows or storage.block_rows(_uris(source)),
+                          chunk_rows=s.chunk_rows, cache_mb=s.cache_mb,
                           uneven=s.uneven, limit=recipe.limit)
     context = lo.multiprocessing_context
     if context is None and lo.num_workers > 0:

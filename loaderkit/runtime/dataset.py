@@ -61,7 +61,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     @property
     def reader(self) -> Any:
         if self._reader is None:
-            self._reader = open_reader(self.read.source)
+            self._reader = open_reader(self.read.source, self.read.reads_in_flight)
         return self._reader
 
     def use_reader(self, reader: Any) -> None:

@@ -217,7 +217,7 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
         raise SourceError(f"{source.uri} exists only in this process; use num_workers: 0")
     obj = handle if handle is not None else open_source(source)
     read = dataclasses.replace(read, source=pinned_source(source, obj))
-    reader = reader_for(obj, read.source)
+    reader = reader_for(obj, read.source, read.reads_in_flight)
     universe = reader.universe(read.filter, read.split)
     schema = reader.schema(read.columns)
     rows = make_sampler(sampler, universe, loader.batch_size, loader.drop_last,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loaderkit.runtime.storage import LOCAL_BLOCK_ROWS
 from loaderkit.vocabulary import (
     DecodeType,
     FormatName,
@@ -111,6 +112,7 @@ class ReadSpec:
     format: FormatName = "torch"
     transform: str | None = None  # "module:attribute", called on each batch in the worker
     batch_readahead: int | None = None
+    reads_in_flight: int | None = None  # None: by where the source lives (storage.py)
     decode: tuple[DecodeSpec, ...] = ()  # run on each batch before `transform`
     split: SplitSpec | None = None
 
@@ -124,7 +126,7 @@ class SamplerSpec:
     rank: int = 0
     world_size: int = 1
     mode: ShuffleMode = "block"
-    block_rows: int = 1024
+    block_rows: int = LOCAL_BLOCK_ROWS
     chunk_rows: int | None = None  # None: chosen per sampler and mode (samplers/)
     cache_mb: int | None = None
     uneven: UnevenPolicy = "allow"

@@ -68,8 +68,9 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
 
 def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record each read that went straight to a data file (runs from 16 rows):
-    "read" for a dense run's range, "take" for sparse runs' rows."""
+    "read" for a dense run's range (from 32 rows), "take" for other runs' rows."""
     monkeypatch.setattr(readers, "MIN_RANGE_ROWS", 16)
+    monkeypatch.setattr(readers, "RANGE_READ_ROWS", 32)
     calls: list[str] = []
     for name in ("read", "take"):
         method = getattr(readers._FileRows, name)

@@ -136,7 +136,14 @@ def test_sparse_runs_are_read_in_pieces_of_one_fragment_about_take_piece_rows_lo
     assert [[r.offset for r in p] for p in pieces] == [[0, 70, 140, 210], [0]]
 
 
+def test_short_dense_runs_share_one_take_of_their_fragment() -> None:
+    a = object()
+    runs = [readers._Range(a, offset, 128, None) for offset in (0, 1000, 2000)]
+    assert [[r.offset for r in p] for p in readers._pieces(runs)] == [[0, 1000, 2000]]
+
+
 def test_a_dense_run_is_read_alone_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers, "RANGE_READ_ROWS", 60)
     a = object()
     sparse, dense = np.arange(0, 60, 2)[:20], np.arange(0, 60, 2)  # 20 and 30 of 60 rows
     runs = [readers._Range(a, 0, 60, sparse), readers._Range(a, 70, 60, None),

@@ -140,11 +140,11 @@ def live_source(obj: Any) -> SourceSpec:
     return SourceSpec(uri=f"<live {where}>", table=name, version=obj.version, live=True)
 
 
-def open_reader(source: SourceSpec) -> Any:
+def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Any:
     """Open `source` and wrap it in the fastest reader that reads it (readers.py)."""
     from loaderkit.runtime.sources.readers import reader_for
 
-    return reader_for(open_source(source), source)
+    return reader_for(open_source(source), source, reads_in_flight)
 
 
 __all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "kind_of", "live_source",

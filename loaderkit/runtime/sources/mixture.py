@@ -48,8 +48,9 @@ class MixtureHandle:
     def version(self) -> int:
         raise SourceError("a mixture has no single version: each of its sources is pinned")
 
-    def reader(self, source: SourceSpec | None = None) -> MixtureReader:
-        return MixtureReader(self.source, self.handles)
+    def reader(self, source: SourceSpec | None = None,
+               reads_in_flight: int | None = None) -> MixtureReader:
+        return MixtureReader(self.source, self.handles, reads_in_flight)
 
 
 class MixtureSourceKind(SourceKind):
@@ -79,11 +80,12 @@ class MixtureSourceKind(SourceKind):
 class MixtureReader:
     """Reads a mixture's rows by id: each id's source from its top bits."""
 
-    def __init__(self, source: SourceSpec, handles: list[Any]) -> None:
+    def __init__(self, source: SourceSpec, handles: list[Any],
+                 reads_in_flight: int | None = None) -> None:
         from loaderkit.runtime.sources.readers import reader_for
 
         self.source = source
-        self.readers = [reader_for(h, part.source) for h, part in
+        self.readers = [reader_for(h, part.source, reads_in_flight) for h, part in
                         zip(handles, source.parts, strict=True)]
 
     def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:

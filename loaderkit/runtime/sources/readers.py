@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from loaderkit.errors import SourceError
-from loaderkit.runtime import splits
+from loaderkit.runtime import splits, storage
 from loaderkit.runtime.sources import storage_options
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
@@ -64,12 +64,13 @@ class Reader(Protocol):
         ...
 
 
-# Mean run length (rows) from which `LanceReader.take` reads ranges instead of a take.
-MIN_RANGE_ROWS = 512
-# Reads in flight at once: 2 read ~1.5x as fast as 1 on 2 cores, 3 ~1.8x. Most of a
-# read is Lance's fixed cost per call, which overlaps: block-shuffle epochs took
-# 0.85-0.9x the time with 3 as with 2 (paired, in-process), at the same peak memory.
-RANGE_READS = 3
+# Mean run length (rows) from which `LanceReader.take` reads a fragment's data file
+# (ranges and per-fragment takes) instead of one dataset take: a dataset take of
+# 128-row runs read ~1.0M rows/s here, per-fragment takes ~1.6M, in 3 threads.
+MIN_RANGE_ROWS = 32
+# A dense run at least this long is one `read_range` (~0.5 ms a call, whatever its
+# length up to ~1,000 rows); shorter ones go into a take of their fragment's rows.
+RANGE_READ_ROWS = 512
 # Wanted rows of one fragment's sparse runs read by one take_rows: big enough that
 # a call's fixed cost is small, small enough that a chunk's pieces are read in
 # parallel and copied out as they arrive.
@@ -84,9 +85,11 @@ class LanceReader:
     `source` (when given) names the source in the `SourceError` any read raises.
     """
 
-    def __init__(self, ds: lance.LanceDataset, source: SourceSpec | None = None) -> None:
+    def __init__(self, ds: lance.LanceDataset, source: SourceSpec | None = None,
+                 reads_in_flight: int | None = None) -> None:
         self.ds = ds
         self.source = source
+        self.reads_in_flight = reads_in_flight or storage.reads_in_flight(ds.uri)
         with reading(source):
             self._fragments = {f.fragment_id: f for f in ds.get_fragments()}
         # Per thread (a file reader is not thread-safe), per (fragment, projection):
@@ -290,15 +293,16 @@ class LanceReader:
                 # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
                 yield self.ds._take_rows(pa.array(ids, type=pa.uint64()), columns=columns)
                 return
-            # Long runs of consecutive rows, read in pieces (`_pieces`), RANGE_READS
-            # pieces at a time (most of a read's cost is fixed overhead, which overlaps).
+            # Runs of rows read in pieces (`_pieces`), `reads_in_flight` at a time (most
+            # of a read's cost is fixed overhead or latency, which overlaps).
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(RANGE_READS, thread_name_prefix="loaderkit-read")
+                self._pool = ThreadPoolExecutor(self.reads_in_flight,
+                                                thread_name_prefix="loaderkit-read")
             pending: deque[Future[pa.Table]] = deque()
             try:
                 for piece in _pieces(runs):
                     pending.append(self._pool.submit(self._read_runs, piece, columns))
-                    if len(pending) > RANGE_READS:
+                    if len(pending) > self.reads_in_flight:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()
@@ -308,35 +312,28 @@ class LanceReader:
 
     def _read_runs(self, runs: list[_Range], columns: Columns) -> pa.Table:
         """Runs of one fragment (see `_pieces`): straight from its data file where it
-        can, else a scanner per run (~0.7 ms of planning each).
+        can, else through the dataset.
 
-        From the file, a dense run is one `read_range` (~0.4 ms for a 1,024-row
-        block); sparse runs (an exact shuffle's scattered rows) are one `take_rows`
-        over the wanted offsets, which reads only those rows (exact shuffle: 1.0 GB
-        peak to 0.4, and faster). `take_rows` over whole blocks used ~2/3 of the
-        CPU but held 30-110 MB more at peak and was no faster per epoch, measured.
+        A dense run is one `read_range` (or one scanner, ~0.7 ms of planning); other
+        runs are one `take_rows` over the wanted offsets of the piece, which reads
+        only those rows (an exact shuffle's scattered rows: 1.0 GB peak to 0.4, and
+        faster; a block shuffle's 128-row blocks: ~1.6x a dataset take's rate).
         """
         file = self._file_rows(runs[0].fragment, columns)
-        if file is not None and runs[0].dense:
+        if runs[0].dense:
             (run,) = runs
-            table = file.read(run.offset, run.rows)
+            if file is not None:
+                table = file.read(run.offset, run.rows)
+            else:  # no readahead: one small read (the default made each call 40% slower)
+                table = self.ds.scanner(columns=columns, fragments=[run.fragment],
+                                        offset=run.offset, limit=run.rows, batch_size=run.rows,
+                                        batch_readahead=1, fragment_readahead=1).to_table()
             return table if run.keep is None else table.take(pa.array(run.keep))
+        offsets = np.concatenate([run.offsets() for run in runs])
         if file is not None:
-            return file.take(np.concatenate([run.offsets() for run in runs]))
-        tables = []
-        for run in runs:
-            # No readahead: a run is one small read (the default made each call 40% slower).
-            table = self.ds.scanner(
-                columns=columns,
-                fragments=[run.fragment],
-                offset=run.offset,
-                limit=run.rows,
-                batch_size=run.rows,
-                batch_readahead=1,
-                fragment_readahead=1,
-            ).to_table()
-            tables.append(table if run.keep is None else table.take(pa.array(run.keep)))
-        return pa.concat_tables(tables)
+            return file.take(offsets)
+        addresses = (np.int64(runs[0].fragment.fragment_id) << 32) | offsets
+        return self.ds._take_rows(pa.array(addresses, type=pa.uint64()), columns=columns)
 
     def _file_rows(self, frag: Any, columns: Columns) -> _FileRows | None:
         files: dict[tuple[int, Any], _FileRows | None] | None
@@ -392,8 +389,8 @@ class _Range:
 
     @property
     def dense(self) -> bool:
-        """At least half the rows wanted: read them all and drop the rest."""
-        return 2 * self.wanted >= self.rows
+        """Long, and at least half the rows wanted: read them all and drop the rest."""
+        return self.rows >= RANGE_READ_ROWS and 2 * self.wanted >= self.rows
 
     def offsets(self) -> np.ndarray:
         """The wanted rows' offsets in the fragment."""
@@ -403,8 +400,8 @@ class _Range:
 
 
 def _pieces(runs: list[_Range]) -> Iterator[list[_Range]]:
-    """The reads for `runs`: a dense run alone; sparse runs of one fragment
-    together, about TAKE_PIECE_ROWS wanted rows a piece."""
+    """The reads for `runs`: a dense run alone; other runs of one fragment (short or
+    sparse) together, about TAKE_PIECE_ROWS wanted rows a piece."""
     piece: list[_Range] = []
     rows = 0
     for run in runs:
@@ -590,14 +587,16 @@ def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:
     return ds if isinstance(ds, lance.LanceDataset) else None
 
 
-def reader_for(obj: Any, source: SourceSpec | None = None) -> Reader:
-    """Wrap what `open_source(source)` returned in the fastest reader that can read it."""
+def reader_for(obj: Any, source: SourceSpec | None = None,
+               reads_in_flight: int | None = None) -> Reader:
+    """Wrap what `open_source(source)` returned in the fastest reader that can read it
+    (`reads_in_flight`: the recipe's, or None for the default of where it lives)."""
     own = getattr(obj, "reader", None)
     if callable(own):  # a handle that knows its reader (a mixture's)
-        return own(source)
+        return own(source, reads_in_flight)
     ds = as_lance_dataset(obj)
     if ds is not None:
-        return LanceReader(ds, source)
+        return LanceReader(ds, source, reads_in_flight)
     if hasattr(obj, "take_offsets"):
         return TableReader(obj, source)
     raise SourceError(f"cannot read from a {type(obj).__name__}: not a Lance dataset or table")
