@@ -1,20 +1,22 @@
 """The cost of starting an epoch against the rows: scale-free planning, measured.
 
-    python benchmarks/bench_epochs.py [--real-rows 200000000] [--out benchmarks/out]
+    python benchmarks/bench_epochs.py [--real-rows 20000000,200000000] [--out benchmarks/out]
 
 1. A synthetic universe (no I/O): 10M, 100M and 1B rows in fragments of 1M rows,
    rank 3 of 8, batch 1024: the time and peak memory to plan the first task of an
    epoch, for `full_scan`, `shuffle` block and exact. Each in a fresh process.
-2. A real dataset on disk, `--real-rows` rows of one uint8 column (1-byte rows,
-   written once under the out dir): from `load_recipe` to the first batch of rank 3
-   of 8, and the peak memory above the process's baseline, unfiltered and with a
-   filter that keeps half the rows, for `shuffle` block and exact.
+2. Real datasets on disk, `--real-rows` rows of one uint8 column (1-byte rows,
+   written once under the out dir; the targets name the largest): from
+   `load_recipe` to the first batch of rank 3 of 8, and the peak memory above the
+   process's baseline, unfiltered and with a filter that keeps half the rows, for
+   `shuffle` block and exact.
 Prints the table and the targets, and draws `epochs.png`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,10 +31,29 @@ SYNTHETIC = [10_000_000, 100_000_000, 1_000_000_000]
 MODES = {"full_scan": {"type": "full_scan"}, "block": {"type": "shuffle", "mode": "block"},
          "exact": {"type": "shuffle", "mode": "exact"}}
 FRAGMENT = 1_000_000
+TIMINGS = 7
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
+def start_peak() -> float:
+    """Reset the process's peak RSS to its current RSS and return that (the baseline).
+
+    ru_maxrss never goes down: after `import torch` (whose start-up peaks above what
+    it keeps) it would hide the plan's memory entirely.
+    """
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 
 
 def synthetic_child(rows: int, mode: str) -> dict:
@@ -42,16 +63,21 @@ def synthetic_child(rows: int, mode: str) -> dict:
     from loaderkit.runtime.spec import SamplerSpec
     from loaderkit.runtime.universe import Universe
 
-    baseline = peak_mb()
-    start = time.perf_counter()
-    fragments = -(-rows // FRAGMENT)
-    sizes = np.full(fragments, FRAGMENT, dtype=np.int64)
-    sizes[-1] = rows - FRAGMENT * (fragments - 1)
-    universe = Universe(np.arange(fragments, dtype=np.int64), sizes, None)
-    spec = SamplerSpec(**MODES[mode], seed=1, rank=3, world_size=8)
-    sampler = make_sampler(spec, universe, 1024, True)
-    next(iter(sampler.tasks(0)))
-    return {"seconds": time.perf_counter() - start, "peak_above_mb": peak_mb() - baseline}
+    def first_task() -> None:
+        fragments = -(-rows // FRAGMENT)
+        sizes = np.full(fragments, FRAGMENT, dtype=np.int64)
+        sizes[-1] = rows - FRAGMENT * (fragments - 1)
+        universe = Universe(np.arange(fragments, dtype=np.int64), sizes, None)
+        spec = SamplerSpec(**MODES[mode], seed=1, rank=3, world_size=8)
+        next(iter(make_sampler(spec, universe, 1024, True).tasks(0)))
+
+    baseline = start_peak()
+    times = []
+    for _ in range(TIMINGS):  # a millisecond's work: the best of a few, not one sample
+        start = time.perf_counter()
+        first_task()
+        times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "peak_above_mb": peak_mb() - baseline}
 
 
 def ensure_real(out: Path, rows: int) -> Path:
@@ -93,7 +119,7 @@ def real_child(path: str, mode: str, filtered: bool) -> dict:
         recipe["filter"] = "v % 2 = 0"
     file = Path(path).parent / f"epoch_{mode}_{filtered}.yaml"
     file.write_text(yaml.safe_dump(recipe))
-    baseline = peak_mb()
+    baseline = start_peak()
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,7 +141,8 @@ def run(*args: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real-rows", type=int, default=200_000_000)
+    ap.add_argument("--real-rows", default="20000000,200000000",
+                    help="comma-separated sizes of the on-disk datasets")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     ap.add_argument("--child", nargs="*")
@@ -140,13 +167,16 @@ def main() -> None:
         for mode in MODES:
             for rows in SYNTHETIC:
                 synthetic.setdefault((mode, rows), []).append(run("synthetic", str(rows), mode))
-    path = ensure_real(out, args.real_rows)
-    real: dict[tuple[str, bool], list[dict]] = {}
+    sizes = sorted(int(r) for r in args.real_rows.split(","))
+    paths = {rows: ensure_real(out, rows) for rows in sizes}
+    real: dict[tuple[int, str, bool], list[dict]] = {}
     for _ in range(args.reps):
-        for mode in ("block", "exact"):
-            for filtered in (False, True):
-                real.setdefault((mode, filtered), []).append(
-                    run("real", str(path), mode, "1" if filtered else "0"))
+        for rows, path in paths.items():
+            for mode in ("block", "exact"):
+                for filtered in (False, True):
+                    real.setdefault((rows, mode, filtered), []).append(
+                        run("real", str(path), mode, "1" if filtered else "0"))
+    largest = sizes[-1]
     lines = ["# epoch start cost (rank 3 of 8, batch 1024; medians of "
              f"{args.reps} fresh processes)", "",
              "| universe | sampler | first task s | peak memory +MB |",
@@ -154,10 +184,10 @@ def main() -> None:
     for (mode, rows), samples in synthetic.items():
         lines.append(f"| synthetic {rows:,} rows | {mode} | {median(samples, 'seconds'):.4f} | "
                      f"{median(samples, 'peak_above_mb'):.1f} |")
-    lines += ["", f"| {args.real_rows:,} one-byte rows on disk | sampler | load_recipe -> first "
+    lines += ["", "| one-byte rows on disk | sampler | load_recipe -> first "
                   "batch s | peak memory +MB | plan MB |", "| --- | --- | ---: | ---: | ---: |"]
-    for (mode, filtered), samples in real.items():
-        lines.append(f"| {'filter keeps half' if filtered else 'unfiltered'} | {mode} | "
+    for (rows, mode, filtered), samples in real.items():
+        lines.append(f"| {rows:,}, {'filter keeps half' if filtered else 'unfiltered'} | {mode} | "
                      f"{median(samples, 'seconds'):.2f} | {median(samples, 'peak_above_mb'):.0f} "
                      f"| {median(samples, 'plan_mb'):.1f} |")
     targets = []
@@ -169,14 +199,14 @@ def main() -> None:
         targets.append((f"{mode}: 10x the rows costs <= 1.5x the memory (worst step)",
                         max(m[1] / m[0], m[2] / m[1]), 1.5))
     for mode in ("block", "exact"):
-        targets.append((f"{args.real_rows:,} rows, {mode}: first batch <= 1 s",
-                        median(real[mode, False], "seconds"), 1.0))
-        targets.append((f"{args.real_rows:,} rows, {mode}: plan memory <= 64 MB",
-                        median(real[mode, False], "plan_mb"), 64.0))
-        targets.append((f"{args.real_rows:,} rows, filter keeps half, {mode}: first batch <= 10 s",
-                        median(real[mode, True], "seconds"), 10.0))
-        targets.append((f"{args.real_rows:,} rows, filter keeps half, {mode}: <= 600 MB above "
-                        "baseline", median(real[mode, True], "peak_above_mb"), 600.0))
+        targets.append((f"{largest:,} rows, {mode}: first batch <= 1 s",
+                        median(real[largest, mode, False], "seconds"), 1.0))
+        targets.append((f"{largest:,} rows, {mode}: plan memory <= 64 MB",
+                        median(real[largest, mode, False], "plan_mb"), 64.0))
+        targets.append((f"{largest:,} rows, filter keeps half, {mode}: first batch <= 10 s",
+                        median(real[largest, mode, True], "seconds"), 10.0))
+        targets.append((f"{largest:,} rows, filter keeps half, {mode}: <= 600 MB above "
+                        "baseline", median(real[largest, mode, True], "peak_above_mb"), 600.0))
     lines += ["", "| target | measured | verdict |", "| --- | ---: | --- |"]
     lines += [f"| {text} | {value:.2f} | {'PASS' if value <= bar else 'FAIL'} |"
               for text, value, bar in targets]
@@ -187,7 +217,8 @@ def main() -> None:
     (out / "epochs.md").write_text(text + "\n")
     (out / "epochs.json").write_text(json.dumps({
         "synthetic": {f"{k[0]} {k[1]}": v for k, v in synthetic.items()},
-        "real": {f"{k[0]} {k[1]}": v for k, v in real.items()}, "machine": info}, indent=1))
+        "real": {f"{k[0]} {k[1]} {k[2]}": v for k, v in real.items()}, "machine": info},
+        indent=1))
     chart(synthetic, out / "epochs.png")
 
 
