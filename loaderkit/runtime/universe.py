@@ -31,6 +31,11 @@ class ScanRun:
     limit: int
 
 
+# `Bitmap.select` lists every kept row of the words its ranks fall in when there are at
+# most this many physical rows per rank; sparser, it searches each rank's bit.
+DENSE_SELECT = 64
+
+
 class Bitmap:
     """Which of a fragment's physical rows the universe keeps, one bit each, with the number
     of kept rows before each 64-row word so that `select` is two lookups and a bit search."""
@@ -51,7 +56,19 @@ class Bitmap:
 
     def select(self, ranks: np.ndarray) -> np.ndarray:
         """The physical offset of the kept row of each rank (0 = the first kept row)."""
-        word = np.searchsorted(self.before, ranks, side="right") - 1
+        if len(ranks) == 0:
+            return np.zeros(0, dtype=np.int64)
+        ranks = np.asarray(ranks, dtype=np.int64)
+        # Same dtype as `before`, or searchsorted converts all of `before` per call.
+        lo, hi = np.searchsorted(self.before, np.array([ranks.min(), ranks.max()],
+                                                       dtype=np.uint32), side="right") - 1
+        if (hi - lo + 1) * 64 <= DENSE_SELECT * len(ranks):
+            # Many ranks in few words (a task's rows): list the kept rows of those words
+            # once and index them, ~50x the bit search per rank.
+            bits = np.unpackbits(self.words[lo:hi + 1].view(np.uint8), bitorder="little")
+            kept = bits.view(np.bool_).nonzero()[0]  # 0/1 bytes: 8x flatnonzero's speed
+            return kept[ranks - int(self.before[lo])] + int(lo) * 64
+        word = np.searchsorted(self.before, ranks.astype(np.uint32), side="right") - 1
         bits = self.words[word]
         left = (ranks - self.before[word].astype(np.int64)).astype(np.uint64)  # bits to pass
         offset = np.zeros(len(ranks), dtype=np.uint64)

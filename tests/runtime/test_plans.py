@@ -163,3 +163,23 @@ def test_a_block_shuffle_task_reads_whole_blocks() -> None:
     for task in sampler.tasks(0):
         blocks, counts = np.unique(positions(u, task) // 100, return_counts=True)
         assert np.all(counts[blocks != u.size // 100] == 100)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.integers(1, 3000), density=st.floats(0.01, 1.0), seed=st.integers(0, 99),
+       data=st.data())
+def test_a_bitmap_selects_each_kept_row_whether_its_ranks_are_few_or_many(
+    rows: int, density: float, seed: int, data: Any
+) -> None:
+    keep = np.random.default_rng(seed).random(rows) < density
+    kept = np.flatnonzero(keep)
+    if len(kept) == 0:
+        return
+    # Ranks from anywhere in the bitmap: few over many words take the per-rank bit
+    # search, many over few words the listing of those words.
+    lo = data.draw(st.integers(0, len(kept) - 1))
+    hi = data.draw(st.integers(lo, len(kept) - 1))
+    count = data.draw(st.sampled_from([1, 2, hi - lo + 1]))
+    ranks = np.array(data.draw(st.lists(st.integers(lo, hi), min_size=count, max_size=count)),
+                     dtype=np.int64)
+    assert universes.Bitmap(keep).select(ranks).tolist() == kept[ranks].tolist()

@@ -244,6 +244,8 @@ class GlobalSampler(Sampler):
         """Global order indices of `rows` counted along `remaining`; rows past its end are
         padding: the epoch's first rows again, cycling."""
         have = total(remaining)
+        if len(remaining) == 1 and (len(rows) == 0 or rows[-1] < have):  # a fresh epoch
+            return rows + remaining[0][0]
         out = np.empty(len(rows), dtype=np.int64)
         inside = rows < have
         if inside.any():
@@ -256,8 +258,10 @@ class GlobalSampler(Sampler):
         """Universe positions of this rank's batches `batches` (indices along `remaining`)."""
         _, covered = self._deal(remaining)
         size = self.batch_size
-        rows = np.concatenate([np.arange(j * size, min((j + 1) * size, covered), dtype=np.int64)
-                               for j in batches]) if len(batches) else np.zeros(0, np.int64)
+        starts = np.arange(batches.start, batches.stop, batches.step, dtype=np.int64) * size
+        rows = (starts[:, None] + np.arange(size, dtype=np.int64)).ravel()
+        if len(rows) and rows[-1] >= covered:  # only the epoch's last batch can be short
+            rows = rows[rows < covered]
         return self.global_at(epoch, self._global_index(epoch, remaining, rows))
 
     def _groups(self, remaining: Ranges, per_batch: bool) -> Iterator[range]:
