@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import tracemalloc
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loaderkit import ResumeError, merge_states
-from loaderkit.runtime.samplers import make_sampler
+from loaderkit.runtime.samplers import make_sampler, permutation
 from loaderkit.runtime.samplers.permutation import Permutation
 from loaderkit.runtime.samplers.shuffle import BlockShuffle
 from loaderkit.runtime.spec import SamplerSpec
@@ -146,6 +147,28 @@ def test_the_keyed_permutation_is_a_permutation_for_any_size(n: int, seed: int,
                                                              epoch: int) -> None:
     order = Permutation(n, (seed, epoch))(np.arange(n))
     assert np.array_equal(np.sort(order), np.arange(n))
+
+
+@pytest.mark.skipif(permutation.compiled_walk is None, reason="built without a C compiler")
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 2**40), seed=st.integers(0, 2**64 - 1), epoch=st.integers(0, 50),
+       data=st.data())
+def test_the_compiled_permutation_is_the_numpy_one_both_ways(
+        n: int, seed: int, epoch: int, data: st.DataObject) -> None:
+    positions = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=300)),
+                         dtype=np.int64)
+    order = Permutation(n, (seed, epoch))
+    compiled = order(positions), order.inverse(positions)
+    with patch.object(permutation, "compiled_walk", None):
+        numpy_path = order(positions), order.inverse(positions)
+    assert compiled[0].tolist() == numpy_path[0].tolist()
+    assert compiled[1].tolist() == numpy_path[1].tolist()
+
+
+@pytest.mark.skipif(permutation.compiled_walk is None, reason="built without a C compiler")
+def test_the_compiled_permutation_refuses_a_position_outside_it() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        Permutation(10, (1, 0))(np.array([3, 10]))
 
 
 @settings(max_examples=80, deadline=None)

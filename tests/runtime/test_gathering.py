@@ -1,4 +1,5 @@
-"""The cache mode's compiled row gather (`loaderkit.runtime._gather.take_rows`)."""
+"""The cache mode's compiled row gather (`loaderkit.runtime._gather.take_rows`), and that
+the compiled pieces are built wherever a C compiler is."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loaderkit.runtime import gathering
+from loaderkit.runtime.samplers import permutation
 
 take_rows = gathering.take_rows
 needs_gather = pytest.mark.skipif(take_rows is None, reason="built without a C compiler")
@@ -37,6 +39,11 @@ def _has_c_compiler() -> bool:
 @pytest.mark.skipif(not _has_c_compiler(), reason="no C compiler: numpy's gather is used")
 def test_the_gather_is_built_where_a_c_compiler_is() -> None:
     assert take_rows is not None
+
+
+@pytest.mark.skipif(not _has_c_compiler(), reason="no C compiler: numpy's network is used")
+def test_the_samplers_permutation_is_built_where_a_c_compiler_is() -> None:
+    assert permutation.compiled_walk is not None
 
 
 @needs_gather

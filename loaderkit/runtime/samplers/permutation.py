@@ -5,11 +5,22 @@ A balanced Feistel network permutes the integers below the smallest even power o
 two >= n; positions it maps outside [0, n) are mapped again until they land
 inside ("cycle walking"), which keeps it a bijection of [0, n). Vectorised over
 numpy arrays; the round function is SplitMix64's finaliser of (key, round, half).
+Where a C compiler was found at install, `_feistel.c` computes the same network a
+position at a time (~10x faster: a per-row plan of a cache-mode epoch was a third of it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+
+compiled_walk: Callable[[Any, Any, int, int, Any, bool], None] | None
+try:
+    from loaderkit.runtime.samplers._feistel import walk as compiled_walk
+except ImportError:  # no C compiler at install: the numpy network, same result
+    compiled_walk = None
 
 ROUNDS = 6
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -52,6 +63,11 @@ class Permutation:
         return (left << shift) | right
 
     def _walk(self, positions: np.ndarray, inverse: bool) -> np.ndarray:
+        if compiled_walk is not None:
+            x = np.ascontiguousarray(positions, dtype=np.int64)
+            out = np.empty_like(x)
+            compiled_walk(x, out, self.n, self.half, self.keys, inverse)
+            return out
         x = np.asarray(positions, dtype=np.uint64)
         out = self._round(x, inverse)
         outside = out >= np.uint64(self.n)

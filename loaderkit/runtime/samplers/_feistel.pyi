@@ -1,0 +1,3 @@
+from typing import Any
+
+def walk(positions: Any, out: Any, n: int, half: int, keys: Any, inverse: bool) -> None: ...
