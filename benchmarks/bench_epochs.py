@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -192,13 +193,20 @@ def main() -> None:
                      f"| {median(samples, 'plan_mb'):.1f} |")
     targets = []
     for mode in MODES:
-        t = [median(synthetic[mode, r], "seconds") for r in SYNTHETIC]
+        # Floors, as for memory: a first task of ~0.1 ms swings 2x from run to run (the
+        # timer and the scheduler, not the plan), so times under 1 ms count as 1 ms.
+        t = [max(0.001, median(synthetic[mode, r], "seconds")) for r in SYNTHETIC]
         m = [max(1.0, median(synthetic[mode, r], "peak_above_mb")) for r in SYNTHETIC]
-        targets.append((f"{mode}: 10x the rows costs <= 1.5x the time (worst step)",
-                        max(t[1] / t[0], t[2] / t[1]), 1.5))
+        targets.append((f"{mode}: 10x the rows costs <= 1.5x the time (worst step; "
+                        "under 1 ms counts as 1 ms)", max(t[1] / t[0], t[2] / t[1]), 1.5))
         targets.append((f"{mode}: 10x the rows costs <= 1.5x the memory (worst step)",
                         max(m[1] / m[0], m[2] / m[1]), 1.5))
     for mode in ("block", "exact"):
+        first = [median(real[rows, mode, False], "seconds") for rows in sizes]
+        targets.append((f"{mode}, on disk: 10x the rows costs <= 1.5x the time to the first "
+                        "batch (worst step)",
+                        max([b / a for a, b in itertools.pairwise(first)],
+                            default=1.0), 1.5))
         targets.append((f"{largest:,} rows, {mode}: first batch <= 1 s",
                         median(real[largest, mode, False], "seconds"), 1.0))
         targets.append((f"{largest:,} rows, {mode}: plan memory <= 64 MB",
