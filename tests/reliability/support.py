@@ -73,14 +73,19 @@ def alive(pid: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X")
 
 
-def children_of(pid: int) -> list[int]:
+def _live_where(field: int, value: int) -> list[int]:
+    """Live processes whose /proc stat `field` (after the state: 1 ppid, 2 pgrp) is `value`."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat(int(entry))
-            if fields is not None and int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            if fields is not None and int(fields[field]) == value and fields[0] not in ("Z", "X"):
                 found.append(int(entry))
     return found
+
+
+def children_of(pid: int) -> list[int]:
+    return _live_where(1, pid)
 
 
 def cmdline(pid: int) -> str:
@@ -96,13 +101,7 @@ def worker_pids(pid: int) -> list[int]:
 
 
 def group_members(pgid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(int(entry))
-            if fields is not None and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return found
+    return _live_where(2, pgid)
 
 
 def wait_until(predicate: Any, seconds: float, step: float = 0.05) -> bool:
