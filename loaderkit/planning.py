@@ -119,7 +119,7 @@ def _uris(source: SourceSpec) -> list[str]:
     uris = []
     for spec in specs:
         try:
-            uris.append(resolve_text(spec.uri))
+            uris.append(spec.location or resolve_text(spec.uri))
         except MissingEnvError:  # already a diagnostic of the front end
             continue
     return uris

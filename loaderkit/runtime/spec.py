@@ -43,6 +43,9 @@ class SourceSpec:
     # A live object given to `load_recipe(source=...)` that no other process can open (a
     # memory:// or remote table): read in this process only, never by a worker.
     live: bool = False
+    # Where a live object's rows are (its dataset's uri, when it has one), for the I/O
+    # defaults of storage.py: `uri` then only names the object.
+    location: str | None = None
     # A mixture (`sources`): the sources it mixes, and when its epoch ends. `uri` then
     # only names it (for messages).
     parts: tuple[MixturePart, ...] = ()

@@ -99,3 +99,18 @@ def test_build_error_over_s3_never_prints_the_secret(s3: S3, tmp_path: Path) -> 
         assert "LK401" in result.stdout
         assert s3.secret not in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_live_dataset_on_an_object_store_reads_the_object_stores_blocks(
+        s3: S3, tmp_path: Path) -> None:
+    import lance
+
+    from loaderkit.runtime import storage
+
+    # Opened with storage options (credentials): live, read in this process only.
+    dataset = lance.dataset(s3.write_dataset(), storage_options=s3.storage_options())
+    recipe = write_recipe(tmp_path / "live.yaml", "loaderkit: 1\ncolumns: [id]\n"
+                          "sampler:\n  type: shuffle\nloader:\n  batch_size: 64\n")
+    loader = load_recipe(str(recipe), source=dataset)
+    assert loader.row_sampler.spec.block_rows == storage.OBJECT_STORE_BLOCK_ROWS
+    assert sorted(_ids(loader)) == list(range(ROWS))

@@ -137,7 +137,8 @@ def live_source(obj: Any) -> SourceSpec:
         return SourceSpec(uri=ds.uri, version=int(ds.version))
     name = getattr(obj, "name", None)
     where = f"{type(obj).__name__} {name!r}" if name else type(obj).__name__
-    return SourceSpec(uri=f"<live {where}>", table=name, version=obj.version, live=True)
+    return SourceSpec(uri=f"<live {where}>", table=name, version=obj.version, live=True,
+                      location=ds.uri if ds is not None else None)
 
 
 def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Any:
