@@ -45,9 +45,14 @@ def fixed_bytes(schema: pa.Schema, rows: int) -> int:
     return per_row * rows
 
 
+def budget_mb(cache_mb: int | None) -> int:
+    """`sampler.cache_mb`, or the default when the recipe leaves it unset."""
+    return cache_mb if cache_mb is not None else DEFAULT_CACHE_MB
+
+
 def over_budget(cache_mb: int | None, need: int | None = None) -> CacheBudgetError:
     """The one refusal of a cache larger than its budget, estimated (`need`) or found."""
-    budget = cache_mb if cache_mb is not None else DEFAULT_CACHE_MB
+    budget = budget_mb(cache_mb)
     needs = f"at least {need / 2**20:.0f} MB" if need is not None else f"more than {budget} MB"
     return CacheBudgetError(
         f"shuffle mode 'cache' needs {needs} for the selected columns but cache_mb is "
@@ -57,7 +62,7 @@ def over_budget(cache_mb: int | None, need: int | None = None) -> CacheBudgetErr
 def check_budget(schema: pa.Schema, rows: int, cache_mb: int | None) -> None:
     """Refuse, before any read, a cache whose fixed-width columns alone exceed the budget."""
     need = fixed_bytes(schema, rows)
-    if need > (cache_mb if cache_mb is not None else DEFAULT_CACHE_MB) * 2**20:
+    if need > budget_mb(cache_mb) * 2**20:
         raise over_budget(cache_mb, need)
 
 
@@ -76,7 +81,7 @@ class ShuffleCache:
              filter: str | None, fmt: BatchFormat, cache_mb: int | None) -> ShuffleCache:
         """The universe's rows, in position order: `rows` are its scanner runs, or (where
         a scanner would not read exactly them: a split, a mixture) its row ids."""
-        budget = (cache_mb if cache_mb is not None else DEFAULT_CACHE_MB) * 2**20
+        budget = budget_mb(cache_mb) * 2**20
         if isinstance(rows, np.ndarray):
             return cls._by_ids(reader, rows, columns, fmt, budget, cache_mb)
 

@@ -85,14 +85,11 @@ class SplitSpec:
     seed: int = 0
     split: str | None = None  # None: every row
 
-    def bounds(self, name: str) -> tuple[float, float]:
-        """The [low, high) range of the unit interval that split `name` takes."""
-        low = 0.0
-        for split, fraction in self.fractions:
-            if split == name:
-                return low, low + fraction
-            low += fraction
-        raise KeyError(name)
+    @property
+    def index(self) -> int:
+        """The position in `fractions` of the split this recipe reads; -1: every row."""
+        names = [name for name, _ in self.fractions]
+        return names.index(self.split) if self.split is not None else -1
 
 
 @dataclass(frozen=True)

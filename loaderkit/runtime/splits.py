@@ -14,25 +14,12 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
+from loaderkit.runtime.samplers.permutation import splitmix64
 from loaderkit.runtime.spec import SplitSpec
-
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """A bijective 64-bit mixer (SplitMix64's finaliser): neighbouring ids spread evenly."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(30)
-        x *= _MIX1
-        x ^= x >> np.uint64(27)
-        x *= _MIX2
-        x ^= x >> np.uint64(31)
-    return x
 
 
 def _key(seed: int) -> np.uint64:
-    return _splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0]
+    return splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0]
 
 
 def unit_hash(values: pa.Array | pa.ChunkedArray | np.ndarray, seed: int) -> np.ndarray:
@@ -55,7 +42,7 @@ def unit_hash(values: pa.Array | pa.ChunkedArray | np.ndarray, seed: int) -> np.
     if array.dtype.kind == "f":
         array = array.astype(np.float64).view(np.uint64)
     bits = array.astype(np.int64, copy=False).view(np.uint64) ^ _key(seed)
-    return (_splitmix64(bits) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return (splitmix64(bits) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def assign(values: pa.Array | pa.ChunkedArray | np.ndarray, spec: SplitSpec) -> np.ndarray:

@@ -15,10 +15,10 @@ from loaderkit.runtime.universe import ScanRun
 
 @dataclass(frozen=True)
 class ScanTask:
-    """Contiguous universe rows, read with scanners (full_scan, sharded_fragment)."""
+    """Contiguous universe rows, read with scanners (full_scan, sharded_batch,
+    sharded_fragment)."""
 
     runs: tuple[ScanRun, ...]
-    rows: int
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from loaderkit.runtime import universe as universes
 from loaderkit.runtime.samplers import make_sampler
-from loaderkit.runtime.samplers.ordering import after
+from loaderkit.runtime.samplers.ordering import drop
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import ScanTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun, Universe
@@ -58,7 +58,7 @@ def epoch_positions(
         kw.get("drop_last", False),
     )
     step = bs * (ws if plan.elastic else 1)  # a resume at the same world size
-    remaining = after(plan.epoch_ranges(1), kw.get("skip", 0) * step)
+    remaining = drop(plan.epoch_ranges(1), [(0, kw.get("skip", 0) * step)])
     parts = [positions(u, t) for t in plan.tasks(1, remaining)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
@@ -129,7 +129,7 @@ def test_runs_cut_for_the_batch_grid_read_the_same_positions(
     with patch.object(universes, "REALIGN_ROWS", 1):  # every fragment off the grid is cut
         cut = u.runs(ranges, batch_size=bs)
     merged = u.runs(ranges)
-    assert np.array_equal(positions(u, ScanTask(cut, 0)), positions(u, ScanTask(merged, 0)))
+    assert np.array_equal(positions(u, ScanTask(cut)), positions(u, ScanTask(merged)))
 
 
 # --- chunks -----------------------------------------------------------------------------
@@ -183,3 +183,20 @@ def test_a_bitmap_selects_each_kept_row_whether_its_ranks_are_few_or_many(
     ranks = np.array(data.draw(st.lists(st.integers(lo, hi), min_size=count, max_size=count)),
                      dtype=np.int64)
     assert universes.Bitmap(keep).select(ranks).tolist() == kept[ranks].tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(fragments=st.integers(1, 40), seed=st.integers(0, 99))
+def test_a_filtered_universe_finds_each_positions_row_over_few_or_many_fragments(
+    fragments: int, seed: int
+) -> None:
+    # Up to 16 fragments a task's rows are grouped by masks, beyond by one sort.
+    rng = np.random.default_rng(seed)
+    keeps = [rng.random(int(n)) < 0.6 for n in rng.integers(1, 200, fragments)]
+    kept = tuple(universes.Bitmap(k) if i % 3 else None for i, k in enumerate(keeps))
+    rows = np.array([k.sum() if i % 3 else len(k) for i, k in enumerate(keeps)], dtype=np.int64)
+    u = Universe(np.arange(fragments, dtype=np.int64) * 2, rows, None, kept=kept)
+    expected = [(2 * f << 32) | int(offset) for f, k in enumerate(keeps)
+                for offset in (np.flatnonzero(k) if f % 3 else range(len(k)))]
+    order = rng.permutation(int(rows.sum()))
+    assert u.ids(order).tolist() == [expected[p] for p in order]

@@ -317,7 +317,7 @@ class ScanGlobalSampler(GlobalSampler):
         if not self.scans:
             return super().task_of(epoch, remaining, batches)
         ranges = self._ranges(remaining, batches)
-        return ScanTask(self.universe.runs(ranges, self.batch_size), sum(map(len, ranges)))
+        return ScanTask(self.universe.runs(ranges, self.batch_size))
 
     def scan_runs(self, epoch: int, remaining: Ranges | None = None
                   ) -> tuple[ScanRun, ...] | None:
@@ -333,12 +333,23 @@ class RankSampler(Sampler):
     rank's own delivered rows, only at the same world size and batch size."""
 
     elastic = False
+    # The last epoch's segments and their cumulative ends: fixed for the epoch, and asked
+    # for by every task (a billion rows are ~10,000 fragments).
+    _segments: tuple[int, list[range], np.ndarray] | None = None
 
     def rank_segments(self, epoch: int) -> list[range]:
         raise NotImplementedError
 
+    def segments(self, epoch: int) -> tuple[list[range], np.ndarray]:
+        """`rank_segments(epoch)` and where each ends along the rank's order."""
+        if self._segments is None or self._segments[0] != epoch:
+            found = self.rank_segments(epoch)
+            self._segments = (epoch, found, np.cumsum([len(s) for s in found], dtype=np.int64))
+        return self._segments[1], self._segments[2]
+
     def epoch_rows(self, epoch: int) -> int:
-        return sum(len(s) for s in self.rank_segments(epoch))
+        _, ends = self.segments(epoch)
+        return int(ends[-1]) if len(ends) else 0
 
     def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
         return total(self.epoch_ranges(epoch) if remaining is None else remaining)
@@ -348,15 +359,16 @@ class RankSampler(Sampler):
 
     def _order_ranges(self, epoch: int, remaining: Ranges) -> list[range]:
         """`remaining` (along the rank's order) as universe position ranges."""
-        segments = self.rank_segments(epoch)
-        ends = np.cumsum([len(s) for s in segments])
+        segments, ends = self.segments(epoch)
         out = []
         for a, b in remaining:
-            for i, segment in enumerate(segments):
-                begin = int(ends[i]) - len(segment)
+            i = int(np.searchsorted(ends, a, side="right"))  # the first segment ending after a
+            while i < len(segments) and int(ends[i]) - len(segments[i]) < b:
+                segment, begin = segments[i], int(ends[i]) - len(segments[i])
                 lo, hi = max(a, begin), min(b, int(ends[i]))
                 if lo < hi:
                     out.append(segment[lo - begin : hi - begin])
+                i += 1
         return out
 
     def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
@@ -368,7 +380,7 @@ class RankSampler(Sampler):
         for a, b in itertools.pairwise(cuts):
             ranges = self._order_ranges(epoch, tuple(along(remaining, a, b)))
             if self.universe.scannable:
-                yield ScanTask(self.universe.runs(ranges, size), b - a)
+                yield ScanTask(self.universe.runs(ranges, size))
             else:
                 yield TakeTask(self.universe.ids(positions(list(ranges))))
 

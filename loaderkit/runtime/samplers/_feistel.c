@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 static inline uint64_t mix(uint64_t x) {
-    /* SplitMix64's finaliser, as permutation._mix. */
+    /* SplitMix64's finaliser, as permutation.splitmix64. */
     x ^= x >> 30;
     x *= 0xBF58476D1CE4E5B9ULL;
     x ^= x >> 27;

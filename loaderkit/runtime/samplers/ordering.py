@@ -3,7 +3,7 @@
 `Ranges` are [start, stop) pieces of an epoch's global order, in order: a fresh
 epoch is one range, a resumed one what no rank has delivered yet. `ChunkGrid`
 cuts the global order into chunks, the unit a task reads and a block shuffle
-mixes. A segment is a `range` (contiguous positions) or an int64 array.
+mixes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Segment = range | np.ndarray
 Ranges = tuple[tuple[int, int], ...]
 
 # The first chunk of an epoch: chunks then double up to their steady size, so the
@@ -25,8 +24,10 @@ class ChunkGrid:
     """Chunk boundaries in the global order: a `first` chunk, then chunks that double up
     to `size` rows (or, without `doubling`, go straight to it).
 
-    It depends on neither the world size nor the batch size, so chunk k (and how a
-    block shuffle mixes it) is the same at every world size.
+    A block shuffle's grid depends on neither the world size nor the batch size, so chunk
+    k (and how it is mixed) is the same at every world size. Exact's starts with one
+    global step (batch size x world size): its order is per row, so where the chunks
+    fall changes how rows are read, never which batch holds them.
     """
 
     size: int
@@ -66,13 +67,9 @@ class ChunkGrid:
         return np.where(rows < ramp, growing, chunks + (rows - ramp) // self.size)
 
 
-def positions(segments: list[Segment]) -> np.ndarray:
-    """The segments' positions as one array: a view when there is a single array."""
-    parts = [
-        np.arange(s.start, s.stop, dtype=np.int64) if isinstance(s, range) else s for s in segments
-    ]
-    if len(parts) == 1:
-        return parts[0]
+def positions(segments: list[range]) -> np.ndarray:
+    """The ranges' positions, in order, as one array."""
+    parts = [np.arange(s.start, s.stop, dtype=np.int64) for s in segments]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -117,15 +114,4 @@ def drop(ranges: Ranges, pieces: list[tuple[int, int]]) -> Ranges:
             else:
                 out.append(piece)
         at = max(at, b)
-    return tuple(out)
-
-
-def after(ranges: Ranges, rows: int) -> Ranges:
-    """`ranges` without their first `rows` rows."""
-    out: list[tuple[int, int]] = []
-    for a, b in ranges:
-        skip = min(rows, b - a)
-        rows -= skip
-        if a + skip < b:
-            out.append((a + skip, b))
     return tuple(out)

@@ -27,7 +27,8 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijective 64-bit mixer (neighbouring inputs spread evenly)."""
     with np.errstate(over="ignore"):
         x = x ^ (x >> np.uint64(30))
         x = x * _MIX1
@@ -47,9 +48,9 @@ class Permutation:
         seed = np.uint64(0)
         for part in key:
             with np.errstate(over="ignore"):
-                seed = _mix(np.array([seed ^ np.uint64(part % 2**64)], dtype=np.uint64))[0]
+                seed = splitmix64(np.array([seed ^ np.uint64(part % 2**64)], dtype=np.uint64))[0]
         with np.errstate(over="ignore"):
-            self.keys = _mix(seed + _GOLDEN * np.arange(1, ROUNDS + 1, dtype=np.uint64))
+            self.keys = splitmix64(seed + _GOLDEN * np.arange(1, ROUNDS + 1, dtype=np.uint64))
 
     def _round(self, x: np.ndarray, inverse: bool) -> np.ndarray:
         shift, mask = np.uint64(self.half), self.mask
@@ -57,9 +58,9 @@ class Permutation:
         keys = self.keys[::-1] if inverse else self.keys
         for key in keys:
             if inverse:
-                left, right = right ^ (_mix(left ^ key) & mask), left
+                left, right = right ^ (splitmix64(left ^ key) & mask), left
             else:
-                left, right = right, left ^ (_mix(right ^ key) & mask)
+                left, right = right, left ^ (splitmix64(right ^ key) & mask)
         return (left << shift) | right
 
     def _walk(self, positions: np.ndarray, inverse: bool) -> np.ndarray:

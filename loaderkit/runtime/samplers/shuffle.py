@@ -84,6 +84,8 @@ class BlockShuffle(Shuffle):
     """
 
     mixes_chunks = True
+    # Its order is blocks (order_slice), not Shuffle's per-row permutation.
+    order_at = GlobalSampler.order_at
 
     def chunk_grid(self) -> ChunkGrid:
         # The mixing unit, fixed by the rows alone; whole blocks, so a block is one read.

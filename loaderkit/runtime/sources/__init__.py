@@ -8,8 +8,9 @@ opens the source itself: a `LanceDataset` is never pickled, because it carries
 its resolved storage options, credentials included.
 
 Each module of this package defines one `SourceKind` subclass with a `name` from
-`vocabulary.SOURCE_KINDS`; defining it registers it (docs/architecture.md). The
-readers (readers.py) and the engine-error mapping (failures.py) are shared.
+`vocabulary.SOURCE_KINDS`; defining it registers it (docs/architecture.md). Shared by
+them all: the readers (readers.py), blob and image columns (payloads.py) and the
+engine-error mapping (failures.py).
 """
 
 from __future__ import annotations
@@ -153,5 +154,5 @@ __all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "kind_of",
 
 # Each module of this package that defines a source kind registers it when imported.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("failures", "readers"):
+    if _module.name not in ("failures", "payloads", "readers"):
         importlib.import_module(f"{__name__}.{_module.name}")

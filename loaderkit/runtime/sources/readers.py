@@ -1,4 +1,5 @@
-"""Reading rows from an open source: the only module that reads through Lance/LanceDB.
+"""Reading rows from an open source: every scan and take through Lance/LanceDB (the bytes
+of blob columns come through payloads.py).
 
 `LanceReader` is the fast path, over a Lance dataset (directly, or behind a local
 LanceDB table); `TableReader` reads any table by row offsets (memory:// and
@@ -164,7 +165,7 @@ class LanceReader:
                 self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
                                                   minlength=len(split.fractions))
                 if split.split is not None:
-                    keep = assigned == [n for n, _ in split.fractions].index(split.split)
+                    keep = assigned == split.index
             seen += len(keep)
             yield addresses, keep
 
@@ -223,7 +224,7 @@ class LanceReader:
             self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
                                               minlength=len(split.fractions))
             if split.split is not None:
-                wanted = [name for name, _ in split.fractions].index(split.split)
+                wanted = split.index
                 tbl = tbl.filter(pa.array(assigned == wanted))
         row_ids = tbl["_rowid"].to_numpy().astype(np.int64)
         frag_of_row = (tbl["_rowaddr"].to_numpy() >> np.uint64(32)).astype(np.int64)
@@ -473,7 +474,8 @@ class _FileRows:
 
 
 class TableReader:
-    """Fallback for tables without `to_lance` (remote `db://`): offsets via the query API.
+    """Fallback for tables without `to_lance` (memory:// and remote `db://`): offsets via
+    the query API.
 
     `source` (when given) names the source in the `SourceError` any read raises.
     """
@@ -512,7 +514,7 @@ class TableReader:
             assigned = splits.assign(found[split.by] if by else np.arange(len(offsets)), split)
             split_rows = tuple(splits.counts(assigned, split).items())
             if split.split is not None:
-                offsets = offsets[assigned == [n for n, _ in split.fractions].index(split.split)]
+                offsets = offsets[assigned == split.index]
         if offsets is None:
             with reading(self.source):
                 n = int(self.table.count_rows())
