@@ -84,11 +84,13 @@ def _open(plan: Plan, source: SourceSpec, prefix: Prefix
     from loaderkit import runtime
 
     try:
-        runtime.open_source(replace(source, version=None))
+        handle = runtime.open_source(replace(source, version=None))
     except UserCodeError as exc:
         return source, None, [user_code_raised(plan, exc, prefix)]
     except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
         return source, None, [_not_opened(plan, source, prefix, exc)]
+    if source.version is None and not source.parts:  # pinned where it was just opened
+        return runtime.pinned(source, handle), handle, []
     try:
         pinned = runtime.pin_version(source)
         return pinned, runtime.open_source(pinned), []

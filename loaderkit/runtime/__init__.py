@@ -17,6 +17,7 @@ _EXPORTS = {
     "as_lance_dataset": "loaderkit.runtime.sources.readers",
     "open_source": "loaderkit.runtime.sources",
     "pin_version": "loaderkit.runtime.sources",
+    "pinned": "loaderkit.runtime.sources",
     "unsupported_columns": "loaderkit.runtime.formats",
     "CacheBudgetError": "loaderkit.errors",
     "FormatError": "loaderkit.errors",

@@ -12,6 +12,7 @@ and a position is found in a bitmap through a count per 64-row word.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,6 +32,8 @@ class ScanRun:
     limit: int
 
 
+# Up to this many distinct fragments among a task's rows, one mask each finds theirs.
+GROUP_BY_MASK = 16
 # `Bitmap.select` lists every kept row of the words its ranks fall in when there are at
 # most this many physical rows per rank; sparser, it searches each rank's bit.
 DENSE_SELECT = 64
@@ -48,7 +51,6 @@ class Bitmap:
         counts = np.bitwise_count(self.words).astype(np.int64)
         # A fragment holds under 2**32 rows: 4 bytes a word (half a bit a row) count them.
         self.before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint32)
-        self.count = int(counts.sum())
 
     @property
     def nbytes(self) -> int:
@@ -80,6 +82,20 @@ class Bitmap:
             left[beyond] -= below[beyond]
             bits = np.where(beyond, bits >> np.uint64(width), low)
         return word.astype(np.int64) * 64 + offset.astype(np.int64)
+
+
+def _groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(key, where it is in `keys`) for each distinct key: a mask per key while they are
+    few, one stable sort once they are many (a mask each is keys x len(keys) work)."""
+    distinct = np.unique(keys)
+    if len(distinct) <= GROUP_BY_MASK:
+        for key in distinct:
+            yield int(key), keys == key
+        return
+    order = np.argsort(keys, kind="stable")
+    cuts = np.flatnonzero(np.diff(keys[order])) + 1
+    for part in np.split(order, cuts):
+        yield int(keys[part[0]]), part
 
 
 @dataclass(frozen=True)
@@ -149,10 +165,9 @@ class Universe:
         idx = np.searchsorted(self.starts, positions, side="right") - 1
         local = positions - self.starts[idx]
         if self.kept is not None:
-            for fragment in np.unique(idx):
+            for fragment, here in _groups(idx):
                 bitmap = self.kept[fragment]
                 if bitmap is not None:
-                    here = idx == fragment
                     local[here] = bitmap.select(local[here])
         return (self.fragment_ids[idx] << 32) | local
 

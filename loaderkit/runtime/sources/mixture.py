@@ -50,7 +50,8 @@ class MixtureHandle:
 
     def reader(self, source: SourceSpec | None = None,
                reads_in_flight: int | None = None) -> MixtureReader:
-        return MixtureReader(self.source, self.handles, reads_in_flight)
+        """`source`: the spec reads are named by (pinned, once planned)."""
+        return MixtureReader(source or self.source, self.handles, reads_in_flight)
 
 
 class MixtureSourceKind(SourceKind):
@@ -87,6 +88,8 @@ class MixtureReader:
         self.source = source
         self.readers = [reader_for(h, part.source, reads_in_flight) for h, part in
                         zip(handles, source.parts, strict=True)]
+        # Per projection: every task casts its pieces to it, and asking a table costs a read.
+        self._schemas: dict[tuple[tuple[str, str], ...] | None, pa.Schema] = {}
 
     def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
         parts = tuple(reader.universe(and_filters(filter, part.filter), split)
@@ -103,7 +106,10 @@ class MixtureReader:
                         parts=parts)
 
     def schema(self, columns: dict[str, str] | None) -> pa.Schema:
-        return self.readers[0].schema(columns)
+        key = tuple(columns.items()) if columns is not None else None
+        if key not in self._schemas:
+            self._schemas[key] = self.readers[0].schema(columns)
+        return self._schemas[key]
 
     def payloads(self, columns: dict[str, str] | None) -> Payloads:
         found = [reader.payloads(columns) for reader in self.readers]
