@@ -83,6 +83,32 @@ class RecipeLoader(torch.utils.data.DataLoader):
             **kwargs,
         )
 
+    # ---- what users read of a DataLoader --------------------------------------
+    # torch's own batching is off (`batch_size=None` above: each task's chunk arrives
+    # already batched), so torch records batch_size=None and drop_last=False. Users,
+    # Lightning and Accelerate read the recipe's values instead. The setters take what
+    # DataLoader.__init__ records and drop it: nothing of torch reads these two back for a
+    # map-style dataset without auto-batching (it reads `batch_sampler`, which stays None),
+    # and after __init__ torch's own `__setattr__` refuses any assignment to them.
+
+    @property
+    def batch_size(self) -> int:
+        """The recipe's `loader.batch_size`: rows per batch on this rank."""
+        return self._spec.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int | None) -> None:
+        pass
+
+    @property
+    def drop_last(self) -> bool:
+        """The recipe's `loader.drop_last`."""
+        return self._spec.drop_last
+
+    @drop_last.setter
+    def drop_last(self, value: bool) -> None:
+        pass
+
     # ---- epochs -------------------------------------------------------------
 
     @property
