@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        dest="overrides", help="override a recipe key, e.g. loader.num_workers=8")
     build.add_argument("--take", type=_positive, metavar="N",
-                       help="pull N batches through the real loader and report throughput")
+                       help="pull N batches through the real loader; report start-up (to the "
+                            "first batch) and the steady rate (batches 2..N) apart")
     build.add_argument("--json", action="store_true", help="print the graph and report as JSON")
     build.add_argument("--no-probe", action="store_true",
                        help="skip the spawn probe (the other safety checks still run)")

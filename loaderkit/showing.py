@@ -18,21 +18,55 @@ if TYPE_CHECKING:
 
 @dataclass
 class Throughput:
+    """What `--take` measured. The first batch waits for start-up (opening the data, starting
+    workers: seconds); the batches after it show the rate a training loop sees."""
+
     batches: int
     rows: int
     megabytes: float
-    seconds: float
+    seconds: float  # from iter(loader) to the last batch taken
     first_batch_seconds: float
+    first_batch_rows: int = 0
+    first_batch_megabytes: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
+    @property
+    def steady_seconds(self) -> float:
+        """From the first batch to the last: the time batches 2..N took."""
+        return self.seconds - self.first_batch_seconds
+
+    @property
+    def steady_rows_per_second(self) -> float | None:
+        """Rows/s over batches 2..N; None with one batch (no batch after the first)."""
+        if self.batches < 2 or self.steady_seconds <= 0:
+            return None
+        return (self.rows - self.first_batch_rows) / self.steady_seconds
+
+    @property
+    def steady_megabytes_per_second(self) -> float | None:
+        if self.batches < 2 or self.steady_seconds <= 0:
+            return None
+        return (self.megabytes - self.first_batch_megabytes) / self.steady_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "rows": self.rows, "seconds": self.seconds,
+                "rows_per_second": self.rows_per_second, "megabytes": self.megabytes,
+                "first_batch_seconds": self.first_batch_seconds,
+                "steady_seconds": self.steady_seconds if self.batches > 1 else None,
+                "steady_rows_per_second": self.steady_rows_per_second,
+                "steady_megabytes_per_second": self.steady_megabytes_per_second}
+
     def __str__(self) -> str:
-        mb_s = self.megabytes / self.seconds if self.seconds else 0.0
-        return (f"took {self.batches} batches, {self.rows} rows in {self.seconds:.2f} s: "
-                f"{self.rows_per_second:,.0f} rows/s, {mb_s:,.1f} MB/s, first batch after "
-                f"{self.first_batch_seconds:.3f} s")
+        head = (f"took {self.batches} batches, {self.rows} rows in {self.seconds:.2f} s: "
+                f"start-up {self.first_batch_seconds:.3f} s to the first batch")
+        steady, mb_s = self.steady_rows_per_second, self.steady_megabytes_per_second
+        if steady is None or mb_s is None:
+            return head + "; no steady rate from one batch (--take 2 or more)"
+        return (head + f", then {steady:,.0f} rows/s, {mb_s:,.1f} MB/s over batches "
+                       f"2-{self.batches}")
 
 
 def batch_size_of(batch: Any) -> tuple[int, int]:
@@ -103,7 +137,8 @@ def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> T
 
     rows = size = batches = 0
     start = time.perf_counter()
-    first = 0.0
+    first = last = 0.0
+    first_rows = first_size = 0
     with _ctrl_c_stops_between_batches() as ctrl_c, \
             Progress(TextColumn("taking batches"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[rate]}"), disable=quiet,
@@ -112,12 +147,12 @@ def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> T
         iterator = iter(loader)
         try:
             for batch in iterator:
-                if batches == 0:
-                    first = time.perf_counter() - start
+                last = time.perf_counter() - start
                 n, b = batch_size_of(batch)
+                if batches == 0:
+                    first, first_rows, first_size = last, n, b
                 rows, size, batches = rows + n, size + b, batches + 1
-                elapsed = time.perf_counter() - start
-                progress.update(task, advance=1, rate=f"{rows / max(elapsed, 1e-9):,.0f} rows/s")
+                progress.update(task, advance=1, rate=f"{rows / max(last, 1e-9):,.0f} rows/s")
                 if batches >= count or ctrl_c.requested:
                     break
         finally:
@@ -125,7 +160,8 @@ def take_batches(loader: Iterable[Any], count: int, *, quiet: bool = False) -> T
             _shutdown(loader, iterator)
     if ctrl_c.requested:
         raise KeyboardInterrupt
-    return Throughput(batches, rows, size / 1e6, time.perf_counter() - start, first)
+    # `last`, not now: stopping the workers afterwards is not part of the rate.
+    return Throughput(batches, rows, size / 1e6, last, first, first_rows, first_size / 1e6)
 
 
 def _shutdown(loader: Any, iterator: Any) -> None:
@@ -160,11 +196,7 @@ def show_build(compiled: Compiled, throughput: Throughput | None, *, as_json: bo
                 "graph": plan.root.as_dict(),
                 "safety": compiled.safety.as_dict() if compiled.safety else None,
                 "diagnostics": [as_dict(d) for d in compiled.diagnostics],
-                "take": None if throughput is None else {
-                    "batches": throughput.batches, "rows": throughput.rows,
-                    "seconds": throughput.seconds, "rows_per_second": throughput.rows_per_second,
-                    "megabytes": throughput.megabytes,
-                    "first_batch_seconds": throughput.first_batch_seconds}}
+                "take": None if throughput is None else throughput.as_dict()}
     lines = [f"recipe {plan.name}: pinned to version {plan.read.source.version}", "",
              *_tree(plan.root), ""]
     if compiled.safety is not None:

@@ -30,8 +30,9 @@ sampler:
 loader:
   batch_size: 16
 """
-THROUGHPUT = re.compile(r"^took (\d+) batches, (\d+) rows in [\d.]+ s: [\d,]+ rows/s, "
-                        r"[\d,.]+ MB/s, first batch after [\d.]+ s$", re.MULTILINE)
+THROUGHPUT = re.compile(r"^took (\d+) batches, (\d+) rows in [\d.]+ s: start-up [\d.]+ s to "
+                        r"the first batch, then [\d,]+ rows/s, [\d,.]+ MB/s over batches "
+                        r"2-(\d+)$", re.MULTILINE)
 
 
 def build(*args: str) -> tuple[int, str, str]:
@@ -58,9 +59,44 @@ def test_take_prints_the_graph(write_recipe: Write) -> None:
     assert "source: Lance dataset" in out and "sampler: shuffle" in out
 
 
-def test_take_prints_a_throughput_line(write_recipe: Write) -> None:
+def test_take_prints_start_up_and_the_steady_rate_apart(write_recipe: Write) -> None:
     _, out, _ = build(str(write_recipe(RECIPE)), "--take", "5")
-    assert [m.groups() for m in THROUGHPUT.finditer(out)] == [("5", "80")]
+    assert [m.groups() for m in THROUGHPUT.finditer(out)] == [("5", "80", "5")]
+
+
+def test_take_of_one_batch_reports_start_up_and_no_steady_rate(write_recipe: Write) -> None:
+    _, out, _ = build(str(write_recipe(RECIPE)), "--take", "1")
+    assert re.search(r"^took 1 batches, 16 rows in [\d.]+ s: start-up [\d.]+ s to the first "
+                     r"batch; no steady rate from one batch \(--take 2 or more\)$", out,
+                     re.MULTILINE), out
+
+
+# A transform that stands for a slow start: the first batch (row 0, in dataset order) waits.
+SLOW_START = RECIPE.replace("  type: shuffle", "  type: full_scan") + \
+    "transform: tests.build.slow_start:first_batch_waits\n"
+
+
+def test_take_json_counts_the_wait_for_the_first_batch_as_start_up(write_recipe: Write) -> None:
+    take = build_json(str(write_recipe(SLOW_START)), "--take", "5")["take"]
+    assert take["first_batch_seconds"] >= 1.0
+    assert take["steady_seconds"] == pytest.approx(take["seconds"] - take["first_batch_seconds"])
+    # batches 2..5 only: the 16 rows of the first batch, and its wait, are left out
+    assert take["steady_rows_per_second"] == pytest.approx(64 / take["steady_seconds"])
+    assert take["steady_rows_per_second"] > take["rows_per_second"]
+
+
+def test_take_json_keeps_its_keys_and_adds_the_steady_ones(write_recipe: Write) -> None:
+    take = build_json(str(write_recipe(RECIPE)), "--take", "3")["take"]
+    assert set(take) == {"batches", "rows", "seconds", "rows_per_second", "megabytes",
+                         "first_batch_seconds", "steady_seconds", "steady_rows_per_second",
+                         "steady_megabytes_per_second"}
+    assert take["steady_megabytes_per_second"] > 0
+
+
+def test_take_json_of_one_batch_has_a_null_steady_rate(write_recipe: Write) -> None:
+    take = build_json(str(write_recipe(RECIPE)), "--take", "1")["take"]
+    assert take["first_batch_seconds"] > 0
+    assert take["steady_seconds"] is None and take["steady_rows_per_second"] is None
 
 
 def test_graph_nodes_point_at_their_recipe_keys(write_recipe: Write) -> None:
