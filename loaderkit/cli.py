@@ -112,14 +112,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _lint(paths: list[str], output: str) -> int:
-    from loaderkit.compiler import has_errors, lint
+    from loaderkit.compiler import find_recipes, has_errors, lint
 
-    diagnostics = lint(paths)
-    text = render(diagnostics, output)
-    sys.stdout.write(text)
+    found = find_recipes(paths)
+    diagnostics = lint(found.recipes)
+    sys.stdout.write(render(diagnostics, output))
+    # On stderr, so that stdout holds nothing but the report a tool parses.
+    skipped = (f"skipped {len(found.skipped)} YAML file(s) without a top-level `loaderkit:` "
+               "key: not recipes (name one on the command line to lint it anyway)")
     if output == "text":
         errors = sum(d.is_error for d in diagnostics)
-        print(f"{errors} error(s), {len(diagnostics) - errors} warning(s)", file=sys.stderr)
+        summary = f"{errors} error(s), {len(diagnostics) - errors} warning(s)"
+        print(summary + (f"; {skipped}" if found.skipped else ""), file=sys.stderr)
+    elif found.skipped:
+        print(f"loaderkit lint: {skipped}", file=sys.stderr)
     return 1 if has_errors(diagnostics) else 0
 
 

@@ -8,14 +8,14 @@ stage that found errors (later stages would only repeat them), and raises
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loaderkit.errors import Diagnostic, Location, RecipeError, unique
 from loaderkit.models import Recipe
-from loaderkit.reading import Document
+from loaderkit.reading import Document, declares_recipe
 from loaderkit.resolving import Overrides, resolve
 from loaderkit.rules import rule
 from loaderkit.validating import validate
@@ -37,8 +37,12 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 
 
 def front(path: str | Path, overrides: Overrides | None = None, *, require_env: bool = True,
-          live_source: bool = False) -> tuple[Document | None, Recipe | None, list[Diagnostic]]:
-    """The offline stages: nothing is opened, nothing of the user's is imported."""
+          live_source: bool | None = None
+          ) -> tuple[Document | None, Recipe | None, list[Diagnostic]]:
+    """The offline stages: nothing is opened, nothing of the user's is imported.
+
+    `live_source`: whether `load_recipe(source=...)` gives the source; None (lint): not known,
+    so a recipe whose source is `live: true` passes."""
     document, problems = resolve(path, overrides, require_env=require_env)
     if document is None:
         return None, None, problems
@@ -55,20 +59,35 @@ def _exists(path: Path, test: str = "exists") -> bool:
         return False
 
 
-def recipe_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+@dataclass
+class Found:
+    """What `lint PATH...` reads: `recipes`, and the YAML files it skipped in directories."""
+
+    recipes: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def find_recipes(paths: Iterable[str | Path]) -> Found:
+    """A file named in `paths` is a recipe, whatever it holds (lint says what it lacks). In
+    a directory, every *.yaml and *.yml file below it with a top-level `loaderkit:` key is
+    one; other YAML files (CI workflows, pre-commit configs) are skipped."""
+    found = Found()
     for path in map(Path, paths):
-        if _exists(path, "is_dir"):
-            yield from sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES
-                              and p.is_file())
-        else:
-            yield path
+        if not _exists(path, "is_dir"):
+            found.recipes.append(path)
+            continue
+        for file in sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES
+                           and p.is_file()):
+            (found.recipes if declares_recipe(file) else found.skipped).append(file)
+    return found
 
 
 def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
-    """Every recipe under `paths`, offline. A base shared by several children is reported
-    once, and an unset variable (LK106) not on a line that already has an error."""
+    """Every recipe under `paths` (`find_recipes`), offline. A base shared by several
+    children is reported once, and an unset variable (LK106) not on a line that already
+    has an error."""
     problems: list[Diagnostic] = []
-    for file in recipe_files(paths):
+    for file in find_recipes(paths).recipes:
         if not _exists(file):
             problems.append(rule("LK007").at(Location(str(file)), "no such file or directory"))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from loaderkit.vocabulary import (
     DecodeType,
@@ -28,14 +29,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
 
 
+_URI = ("A Lance dataset (path, file://, s3://, gs://, az://), or a LanceDB database "
+        "(directory, memory://, db://NAME) with `table`. A relative path is relative to the "
+        "working directory (unlike `extends`, which is relative to the recipe file).")
+
+
 class Source(Section):
     """Where the rows live: a Lance dataset, or a table in a LanceDB database."""
 
-    uri: str = Field(description="A Lance dataset (path, file://, s3://, gs://, az://), or a "
-                                 "LanceDB database (directory, memory://, db://NAME) with `table`. "
-                                 "A relative path is relative to the working directory (unlike "
-                                 "`extends`, which is relative to the recipe file).",
-                     examples=["data/train.lance"])
+    # For editors: a uri, or `live: true` (validating.py says which is missing).
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["uri"]},
+                                                           {"required": ["live"]}]})
+
+    uri: str | None = Field(None, description=_URI + " Required, unless `live: true`.",
+                            examples=["data/train.lance"])
     table: str | None = Field(None, description="Table name; makes `uri` a LanceDB database.",
                               examples=["train"])
     version: int | str | None = Field(
@@ -53,10 +60,19 @@ class Source(Section):
                                 examples=["${env:LANCEDB_API_KEY}"])
     region: str | None = Field(None, description="db:// only: the LanceDB Cloud region.")
     host_override: str | None = Field(None, description="db:// only: a LanceDB Enterprise host.")
+    live: bool = Field(False, description="true: the rows come from the live LanceDB Table or "
+                                          "lance.LanceDataset given to `load_recipe(path, "
+                                          "source=...)`, such as a notebook's memory:// table; "
+                                          "the recipe names no data and no other `source` key. "
+                                          "Loading it without `source=` is an error (LK220).")
 
 
 class MixtureSource(Source):
     """One source of a mixture: every key of `source`, plus its weight and its own filter."""
+
+    uri: str = Field(description=_URI, examples=["data/web.lance"])
+    # A mixture's sources each name their data; `live` is `source`'s alone.
+    live: SkipJsonSchema[bool] = False
 
     weight: float = Field(1.0, gt=0, description="Its share of the mixture, relative to the "
                                                  "other sources' weights.", examples=[3])

@@ -139,8 +139,9 @@ def plan(recipe: Recipe, document: Document,
         source = SourceSpec(uri=f"mixture of {', '.join(recipe.sources)}", parts=parts,
                             stop=stop)
     else:
-        if recipe.source is None:
-            raise TypeError("validation lets no recipe without a source through")
+        if recipe.source is None or recipe.source.uri is None:
+            raise TypeError("validation lets no recipe without a source through (a live one "
+                            "only with load_recipe's source=)")
         source = source_spec(recipe.source)
     split = None
     if recipe.splits is not None:

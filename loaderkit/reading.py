@@ -8,6 +8,7 @@ counting as it goes so that aliases cannot expand without bound.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,53 @@ def read_file(path: str | Path) -> tuple[Document | None, list[Diagnostic]]:
     if text is None:
         return None, problems
     return read_text(text, file)
+
+
+# A top-level `loaderkit:` key written at the start of a line, for text that does not parse.
+_MARKER_LINE = re.compile(r"""^(["']?)loaderkit\1[ \t]*:""", re.MULTILINE)
+
+
+def declares_recipe(path: Path) -> bool:
+    """Whether a YAML file found in a directory is a recipe: its top-level mapping has a
+    `loaderkit:` key (every recipe does; CI workflows and pre-commit configs do not).
+
+    Only the events up to that key are read, so a large or hostile file costs little. Text
+    that does not parse (a recipe with a syntax error to report) or is too large to read
+    counts when a line starts with `loaderkit:`. An unreadable file counts, so that lint
+    says why it cannot be read.
+    """
+    try:
+        raw = path.read_bytes()
+    except (OSError, ValueError):
+        return True
+    text, _ = decode(raw[:MAX_BYTES], str(path))
+    if text is None or len(raw) > MAX_BYTES:
+        return bool(_MARKER_LINE.search(raw[:MAX_BYTES].decode("utf-8", errors="replace")))
+    try:
+        return _top_level_key(text, "loaderkit")
+    except yaml.YAMLError:
+        return bool(_MARKER_LINE.search(text))
+
+
+def _top_level_key(text: str, name: str) -> bool:
+    """Whether the first document is a mapping with the key `name`, from the event stream."""
+    depth, key_slot = 0, False
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent,
+                              yaml.ScalarEvent, yaml.AliasEvent)):
+            if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
+                return False  # a list or a scalar at the top: not a recipe
+            if depth == 1:  # a node of the top mapping: keys and values take turns
+                key_slot = not key_slot
+                if key_slot and isinstance(event, yaml.ScalarEvent) and event.value == name:
+                    return True
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+            if depth == 0:
+                return False
+    return False
 
 
 def _syntax_hint(message: str) -> str | None:

@@ -237,6 +237,16 @@ RULES: dict[str, Rule] = {
              "sampler:\n  type: sharded_fragment\n",
              _HEAD + "sources:\n  web: {uri: data/web.lance}\n  books: {uri: data/b.lance}\n"
              "sampler:\n  type: shuffle\n"),
+        Rule("LK220", "live-source", E,
+             "A recipe whose `source` is `live: true` (its rows come from the LanceDB Table or "
+             "lance.LanceDataset given to `load_recipe(path, source=...)`) loaded without "
+             "`source=` (or by `loaderkit build`), or with other `source` keys beside `live`, "
+             "or `live` in one of `sources`. Lint accepts `source: {live: true}` alone: "
+             "such a recipe needs no uri.",
+             "A live source exists in the Python process that made it, so only `load_recipe` can "
+             "pass it; keys beside `live` would be silently ignored.",
+             _HEAD + "source:\n  live: true\n  uri: data/train.lance\n",
+             _HEAD + "source:\n  live: true   # load_recipe(path, source=table)\n"),
         # --- secrets ---------------------------------------------------------------------
         Rule("LK301", "secret-in-clear", E,
              "`api_key`, or a storage option named like a key, secret, token, password or "

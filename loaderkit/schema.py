@@ -49,10 +49,23 @@ def _rows(model: dict[str, Any], prefix: str, defs: dict[str, Any]) -> list[str]
         description = prop.get("description", "").replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_of(prop, defs)} | {default} | {description} | "
                     f"{example} |")
-        if "$ref" in prop:
-            ref = prop["$ref"].rsplit("/", 1)[-1]
-            rows += _rows(defs[ref], f"{key}.", defs)
+        section = _section_ref(prop)
+        if section is not None:
+            ref, named = section
+            rows += _rows(defs[ref], f"{key}.<name>." if named else f"{key}.", defs)
     return rows
+
+
+def _section_ref(prop: dict[str, Any]) -> tuple[str, bool] | None:
+    """The model a key holds, directly or as one of its types (an optional section), and
+    whether as the values of a mapping of named entries (`sources.NAME`)."""
+    for option in [prop, *prop.get("anyOf", [])]:
+        if "$ref" in option:
+            return option["$ref"].rsplit("/", 1)[-1], False
+        values = option.get("additionalProperties")
+        if option.get("type") == "object" and isinstance(values, dict) and "$ref" in values:
+            return values["$ref"].rsplit("/", 1)[-1], True
+    return None
 
 
 def reference_text() -> str:

@@ -30,11 +30,13 @@ REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
 SUPPORTED_VERSIONS = (1,)
 
 
-def validate(document: Document, *, live_source: bool = False
+def validate(document: Document, *, live_source: bool | None = None
              ) -> tuple[Recipe | None, list[Diagnostic]]:
-    """`live_source`: `load_recipe(source=...)` gives the source, so the recipe needs none."""
+    """`live_source`: whether `load_recipe(source=...)` gives the source (then the recipe
+    needs none); None where that is not known (lint)."""
     data, from_env = _typed_env(document.data)
     problems = list(_cross_field(document, data))
+    problems += _source_section(document, data, live_source)
     if data.get("columns") in ([], {}):
         problems.append(rule("LK202").at(document.locate(("columns",)),
                                          f"columns: {data['columns']} selects no column",
@@ -44,12 +46,51 @@ def validate(document: Document, *, live_source: bool = False
             and document.complete:
         problems.append(rule("LK203").at(document.locate(()), "missing required key 'source'",
                                          "name the data: source: {uri: ...}, or several "
-                                         "sources: {NAME: {uri: ...}}"))
+                                         "sources: {NAME: {uri: ...}}; or source: {live: true} "
+                                         "for a source given to load_recipe(source=...)"))
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         return None, problems + _map_errors(exc, document, data, from_env)
     return recipe, problems
+
+
+# --- `source`: a uri, or `live: true` ----------------------------------------------------
+
+def _source_section(document: Document, data: dict[str, Any],
+                    live_source: bool | None) -> Iterator[Diagnostic]:
+    """`source.uri` is required unless `source.live` is true: the rows then come from the
+    object given to `load_recipe(path, source=...)`, and the section holds nothing else."""
+    sources = data.get("sources")
+    for name in sources if isinstance(sources, dict) else ():
+        if _get(data, "sources", name, "live") is not None:
+            yield rule("LK220").at(document.locate(("sources", name, "live"), key=True),
+                                   f"'sources.{name}.live': a mixture's sources each name "
+                                   "their data", "give it a uri; `live` is for `source`")
+    source = data.get("source")
+    if not isinstance(source, dict):
+        return
+    if source.get("live") is not True:
+        # (a `live` that is no boolean is LK202, not also a missing uri)
+        if "uri" not in source and isinstance(source.get("live", False), bool) \
+                and document.complete:
+            yield rule("LK203").at(document.locate(("source",), key=True),
+                                   "missing required key 'uri' in 'source'",
+                                   "name the data: uri: ...; or live: true for a source given "
+                                   "to load_recipe(source=...)")
+        return
+    others = ", ".join(repr(str(key)) for key in source if key != "live")
+    if others:
+        yield rule("LK220").at(document.locate(("source", "live"), key=True),
+                               "`source.live: true` takes the rows from load_recipe(source=...); "
+                               f"{others} would be ignored",
+                               f"remove {others}, or remove `live` to read the recipe's own "
+                               "source")
+    elif live_source is False:
+        yield rule("LK220").at(document.locate(("source", "live"), key=True),
+                               "this recipe's source is live, and no source was given to load "
+                               "it", "load it in Python: load_recipe(path, source=table), with "
+                                     "a LanceDB Table or a lance.LanceDataset")
 
 
 # --- ${env:...} in fields that take no free text ------------------------------------------

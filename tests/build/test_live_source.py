@@ -86,6 +86,42 @@ def test_the_recipes_own_source_is_replaced(tmp_path: Path) -> None:
     assert len(ids_of(load_recipe(str(path), source=quickstart_table()))) == 95
 
 
+LIVE = "loaderkit: 1\nsource:\n  live: true\ncolumns: [id, score]\nloader:\n  batch_size: 10\n"
+
+
+def test_a_recipe_whose_source_is_live_lints_clean(tmp_path: Path) -> None:
+    from loaderkit.compiler import lint
+
+    (tmp_path / "nb.yaml").write_text(LIVE)
+    assert lint([tmp_path / "nb.yaml"]) == []
+
+
+def test_a_recipe_whose_source_is_live_reads_the_source_given(tmp_path: Path) -> None:
+    (tmp_path / "nb.yaml").write_text(LIVE)
+    loader = load_recipe(str(tmp_path / "nb.yaml"), source=quickstart_table())
+    assert ids_of(loader) == list(range(95))
+
+
+def test_a_live_recipe_loaded_without_a_source_is_refused_at_live(tmp_path: Path) -> None:
+    (tmp_path / "nb.yaml").write_text(LIVE)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(str(tmp_path / "nb.yaml"))
+    [error] = caught.value.diagnostics
+    assert (error.code, error.line, error.column) == ("LK220", 3, 3)
+    assert "no source was given" in error.message and "source=" in str(error.hint)
+
+
+def test_build_of_a_live_recipe_is_refused_at_live(tmp_path: Path) -> None:
+    from loaderkit import cli
+    from tests.safety.support import capture_fds
+
+    (tmp_path / "nb.yaml").write_text(LIVE)
+    with capture_fds() as output:
+        code = cli.main(["build", str(tmp_path / "nb.yaml")])
+    assert code == 1
+    assert output.out.startswith(f"{tmp_path / 'nb.yaml'}:3:3: error LK220")
+
+
 def test_something_else_as_source_is_a_loaderkit_error(recipe: Path) -> None:
     from loaderkit import SourceError
 

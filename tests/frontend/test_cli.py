@@ -65,6 +65,81 @@ def test_lint_directory_recurses_over_yaml_and_yml(tmp_path: Path, write: Any) -
     assert files == ["deep/bad.yaml", "deep/er/bad.yml"]
 
 
+WORKFLOW = "name: CI\non: [push]\njobs:\n  lint:\n    runs-on: ubuntu-latest\n" \
+           "    steps:\n      - run: loaderkit lint recipes/\n"
+PRE_COMMIT = "repos:\n  - repo: local\n    hooks:\n      - {id: loaderkit, entry: loaderkit lint}\n"
+
+
+def project(write: Any, recipe: str = HEAD) -> None:
+    """A repository as lint meets it: a recipe beside other YAML that is no recipe."""
+    write("recipes/train.yaml", recipe)
+    write(".github/workflows/ci.yml", WORKFLOW)
+    write(".pre-commit-config.yaml", PRE_COMMIT)
+
+
+def test_lint_directory_skips_yaml_without_a_loaderkit_key(tmp_path: Path, write: Any) -> None:
+    project(write)
+    result = loaderkit("lint", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_lint_directory_says_how_many_files_it_skipped(tmp_path: Path, write: Any) -> None:
+    project(write)
+    result = loaderkit("lint", str(tmp_path))
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("0 error(s), 0 warning(s); skipped 2 YAML file(s) without a "
+                              "top-level `loaderkit:` key"), result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "sarif"])
+def test_lint_machine_formats_say_the_skipped_count_on_stderr_only(
+        fmt: str, tmp_path: Path, write: Any) -> None:
+    project(write, BAD)
+    result = loaderkit("lint", "--format", fmt, str(tmp_path))
+    assert result.returncode == 1
+    if fmt == "github":
+        assert result.stdout.startswith("::error file=") and len(result.stdout.splitlines()) == 1
+        assert "recipes/train.yaml" in result.stdout
+    else:
+        document = json.loads(result.stdout)  # nothing but the document on stdout
+        items = document if fmt == "json" else document["runs"][0]["results"]
+        assert [i["code"] if fmt == "json" else i["ruleId"] for i in items] == ["LK201"]
+    assert "skipped 2 YAML file(s)" in result.stderr
+
+
+def test_lint_directory_without_skipped_files_says_nothing_of_skipping(write: Any,
+                                                                      tmp_path: Path) -> None:
+    write("train.yaml", HEAD)
+    result = loaderkit("lint", "--format", "json", str(tmp_path))
+    assert result.stderr == "" and json.loads(result.stdout) == []
+
+
+def test_lint_file_named_on_the_command_line_is_a_recipe_whatever_it_holds(
+        tmp_path: Path, write: Any) -> None:
+    project(write)
+    result = loaderkit("lint", str(tmp_path / ".pre-commit-config.yaml"))
+    assert result.returncode == 1
+    assert "error LK203 missing required key 'loaderkit'" in result.stdout
+    assert "skipped" not in result.stderr
+
+
+def test_lint_directory_still_reports_a_recipe_with_a_syntax_error(tmp_path: Path,
+                                                                  write: Any) -> None:
+    write("broken.yaml", "loaderkit: 1\nsource:\n\turi: x\n")  # tab: LK001
+    write("notes.yaml", "items: [\n")  # broken, and no recipe: skipped
+    result = loaderkit("lint", "--format", "json", str(tmp_path))
+    assert [(Path(i["file"]).name, i["code"]) for i in json.loads(result.stdout)] == [
+        ("broken.yaml", "LK001")]
+    assert "skipped 1 YAML file(s)" in result.stderr
+
+
+def test_lint_of_the_shipped_recipes_directory_is_clean() -> None:
+    result = loaderkit("lint", "recipes", cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stdout
+    assert "0 error(s)" in result.stderr and "skipped" not in result.stderr
+
+
 def test_lint_several_paths_reports_each(write: Any) -> None:
     a, b = write("a.yaml", BAD), write("b.yaml", BAD)
     items = json.loads(loaderkit("lint", "--format", "json", str(a), str(b)).stdout)

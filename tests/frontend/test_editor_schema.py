@@ -41,3 +41,12 @@ def test_numbers_and_booleans_may_be_env_references_for_editors() -> None:
 def test_editors_still_underline_a_wrong_type_and_an_unknown_key() -> None:
     assert errors_of({"loaderkit": 1, "loader": {"batch_size": "lots"}})
     assert errors_of({"loaderkit": 1, "loader": {"batch_sise": 4}})
+
+
+def test_a_live_source_is_valid_for_editors() -> None:
+    assert errors_of({"loaderkit": 1, "source": {"live": True}}) == []
+
+
+def test_editors_underline_a_source_with_neither_uri_nor_live() -> None:
+    assert errors_of({"loaderkit": 1, "source": {"table": "t"}})
+    assert errors_of({"loaderkit": 1, "sources": {"a": {"uri": "a.lance", "live": True}}})

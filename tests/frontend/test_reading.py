@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from loaderkit.compiler import lint
-from loaderkit.reading import read_file, read_text
+from loaderkit.reading import declares_recipe, read_file, read_text
 
 from .support import HEAD
 
@@ -104,3 +104,26 @@ def test_unreadable_path_is_a_diagnostic(tmp_path: Path) -> None:
 def test_directory_given_as_recipe_is_a_diagnostic(tmp_path: Path) -> None:
     _, problems = read_file(tmp_path)
     assert [(p.code, p.location.file) for p in problems] == [("LK007", str(tmp_path))]
+
+
+@pytest.mark.parametrize("text, is_recipe", [
+    (VALID, True),
+    ("{loaderkit: 1, source: {uri: x}}\n", True),  # flow style
+    ('"loaderkit": 1\n', True),
+    ("name: x\nextra: !Ref y\nloaderkit: 1\n", True),  # a tag PyYAML cannot build
+    ("loaderkit: 1\nsource:\n\turi: x\n", True),  # a syntax error after the key
+    ("name: 'x\nloaderkit: 1\n", True),  # a syntax error before it: the line counts
+    ("repos:\n  - {id: loaderkit}\n", False),
+    ("source:\n  loaderkit: 1\n", False),  # not at the top level
+    ("jobs: [loaderkit]\nrun: loaderkit\n", False),  # a value, not a key
+    ("- loaderkit: 1\n", False),  # a list at the top
+    ("", False),
+    ("# loaderkit: 1\n", False),
+    ("a: 1\n---\nloaderkit: 1\n", False),  # only the first document counts
+    ("items: [\n", False),
+], ids=["block", "flow", "quoted-key", "unknown-tag", "error-after-key", "error-before-key",
+        "pre-commit", "nested-key", "value", "top-level-list", "empty", "comment",
+        "second-document", "broken-non-recipe"])
+def test_a_recipe_is_a_yaml_file_with_a_top_level_loaderkit_key(
+        text: str, is_recipe: bool, write: Any) -> None:
+    assert declares_recipe(write("f.yaml", text)) is is_recipe
