@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--format", choices=FORMATS, default="text", dest="output",
                       help="how to print diagnostics: text (default), json (one array), "
                            "github (workflow commands) or sarif (SARIF 2.1.0)")
+    lint.add_argument("--skip-non-recipes", action="store_true",
+                      help="skip named files without a top-level `loaderkit:` key too, as in "
+                           "directories (for hooks handed every YAML file by name)")
 
     build = commands.add_parser("build", help="compile a recipe against its data",
                                 description="Compile a recipe against the real data, print "
@@ -90,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _import_from_working_directory()
     if args.command == "lint":
-        return _lint(args.paths, args.output)
+        return _lint(args.paths, args.output, args.skip_non_recipes)
     if args.command == "schema":
         from loaderkit.schema import schema_text
 
@@ -111,15 +114,15 @@ def _demo(args: argparse.Namespace) -> int:
     return main(["build", str(recipe), "--take", str(args.take)])
 
 
-def _lint(paths: list[str], output: str) -> int:
+def _lint(paths: list[str], output: str, skip_named: bool = False) -> int:
     from loaderkit.compiler import find_recipes, has_errors, lint
 
-    found = find_recipes(paths)
+    found = find_recipes(paths, skip_named=skip_named)
     diagnostics = lint(found.recipes)
     sys.stdout.write(render(diagnostics, output))
     # On stderr, so that stdout holds nothing but the report a tool parses.
     skipped = (f"skipped {len(found.skipped)} YAML file(s) without a top-level `loaderkit:` "
-               "key: not recipes (name one on the command line to lint it anyway)")
+               "key: not recipes")
     if output == "text":
         errors = sum(d.is_error for d in diagnostics)
         summary = f"{errors} error(s), {len(diagnostics) - errors} warning(s)"

@@ -67,14 +67,18 @@ class Found:
     skipped: list[Path] = field(default_factory=list)
 
 
-def find_recipes(paths: Iterable[str | Path]) -> Found:
+def find_recipes(paths: Iterable[str | Path], *, skip_named: bool = False) -> Found:
     """A file named in `paths` is a recipe, whatever it holds (lint says what it lacks). In
     a directory, every *.yaml and *.yml file below it with a top-level `loaderkit:` key is
-    one; other YAML files (CI workflows, pre-commit configs) are skipped."""
+    one; other YAML files (CI workflows, pre-commit configs) are skipped.
+
+    `skip_named`: judge named files the same way (a pre-commit hook is handed every staged
+    YAML file by name); one that does not exist is still reported."""
     found = Found()
     for path in map(Path, paths):
         if not _exists(path, "is_dir"):
-            found.recipes.append(path)
+            skip = skip_named and _exists(path) and not declares_recipe(path)
+            (found.skipped if skip else found.recipes).append(path)
             continue
         for file in sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES
                            and p.is_file()):

@@ -198,7 +198,8 @@ class Recipe(Section):
                                 examples=["base.yaml"])
     source: Source | None = Field(
         None, description="Where the rows live. Required (or `sources`), unless inherited "
-                          "through `extends` or given live to `load_recipe(source=...)`.")
+                          "through `extends`; `{live: true}` when they come from "
+                          "`load_recipe(source=...)`.")
     sources: dict[str, MixtureSource] | None = Field(
         None, description="Instead of `source`: several sources mixed by weight, each named.",
         examples=[{"web": {"uri": "data/web.lance", "weight": 3},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -10,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .support import HEAD
+
+REPO = Path(__file__).resolve().parents[2]
 
 BAD = HEAD + "loader:\n  batch_sise: 4\n"
 
@@ -124,6 +129,30 @@ def test_lint_file_named_on_the_command_line_is_a_recipe_whatever_it_holds(
     assert "skipped" not in result.stderr
 
 
+def test_lint_skip_non_recipes_skips_named_files_without_a_loaderkit_key(
+        tmp_path: Path, write: Any) -> None:
+    project(write, BAD)
+    named = [str(tmp_path / n) for n in ("recipes/train.yaml", ".github/workflows/ci.yml",
+                                          ".pre-commit-config.yaml")]
+    result = loaderkit("lint", "--skip-non-recipes", "--format", "json", *named)
+    assert [i["code"] for i in json.loads(result.stdout)] == ["LK201"]
+    assert "skipped 2 YAML file(s)" in result.stderr
+
+
+def test_the_shipped_pre_commit_hook_lints_only_the_staged_recipes(tmp_path: Path,
+                                                                   write: Any) -> None:
+    # pre-commit hands the hook every staged file its `files` pattern matches, by name.
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    [hook] = [h for h in hooks if h["id"] == "loaderkit-lint"]
+    project(write)
+    staged = [p for p in sorted(tmp_path.rglob("*")) if re.search(hook["files"], p.name)]
+    assert len(staged) == 3
+    program, *arguments = shlex.split(hook["entry"])
+    assert program == "loaderkit"
+    result = loaderkit(*arguments, *map(str, staged))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_lint_directory_still_reports_a_recipe_with_a_syntax_error(tmp_path: Path,
                                                                   write: Any) -> None:
     write("broken.yaml", "loaderkit: 1\nsource:\n\turi: x\n")  # tab: LK001
@@ -135,7 +164,7 @@ def test_lint_directory_still_reports_a_recipe_with_a_syntax_error(tmp_path: Pat
 
 
 def test_lint_of_the_shipped_recipes_directory_is_clean() -> None:
-    result = loaderkit("lint", "recipes", cwd=Path(__file__).resolve().parents[2])
+    result = loaderkit("lint", "recipes", cwd=REPO)
     assert result.returncode == 0, result.stdout
     assert "0 error(s)" in result.stderr and "skipped" not in result.stderr
 
