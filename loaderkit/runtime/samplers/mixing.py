@@ -22,8 +22,8 @@ from loaderkit.runtime.universe import Mixture
 
 # Tolerance on the times: a row whose time equals the end is in the epoch.
 _EPS = 1e-9
-# A pass's label is source * _PASSES + cycle: cycles of one source stay apart, and sorted
-# labels go source by source (a chunk within one cycle mixes as it did before passes).
+# A pass's label is source * _PASSES + cycle: sorted labels go source by source, each
+# source's cycles in order.
 _PASSES = 1 << 40
 OrderOf = Callable[[int, int, int, int], np.ndarray]  # (source, cycle, lo, hi) -> positions
 
@@ -135,8 +135,11 @@ def mix(rows: np.ndarray, passes: np.ndarray | None, rng: np.random.Generator) -
     mixture's proportions at every point) stays and a source's cycles never overlap."""
     if passes is None:
         return rows[rng.permutation(len(rows))]
+    # Passes found by one sort, not a scan per pass: a small source may start thousands of
+    # cycles in one chunk. In label order, so a chunk inside one cycle of each source mixes
+    # as it did before passes.
     out = rows.copy()
-    for label in np.unique(passes):
-        places = np.flatnonzero(passes == label)
+    by_pass = np.argsort(passes, kind="stable")
+    for places in np.split(by_pass, np.flatnonzero(np.diff(passes[by_pass])) + 1):
         out[places] = rows[places[rng.permutation(len(places))]]
     return out
