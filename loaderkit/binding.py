@@ -240,18 +240,25 @@ def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:
 
 class _Engine:
     """A source as bind asks about it, one way for every kind: a Lance dataset (a LanceDB
-    table on disk has one behind it), a LanceDB table known only by its query API (a live
-    memory:// or a remote one), or an object with neither, of which only the schema is
-    known. Each question returns the engine's refusal, or None."""
+    table on disk has one behind it), a local LanceDB table known only by its query API (a
+    live memory:// one), or anything else (a remote table, a factory's own object), of
+    which only the schema is asked: a remote server's refusal of a query loaderkit made
+    up would say nothing about the recipe. Each question returns the refusal, or None."""
 
     def __init__(self, handle: Any) -> None:
+        from lancedb.table import LanceTable
+
         from loaderkit import runtime
 
         self.dataset = runtime.as_lance_dataset(handle)
-        has_queries = self.dataset is None and callable(getattr(handle, "search", None))
-        self.table = handle if has_queries else None
-        self.schema: pa.Schema = (self.dataset if self.dataset is not None else handle).schema
-        self.names: list[str] = list(self.schema.names)
+        local_table = self.dataset is None and isinstance(handle, LanceTable)
+        self.table = handle if local_table else None
+        try:
+            self.schema: pa.Schema | None = (handle if self.dataset is None
+                                             else self.dataset).schema
+        except Exception:  # a remote table out of reach, an object of the user's: the reads
+            self.schema = None  # will tell, at the source, as they always did
+        self.names: list[str] = list(self.schema.names) if self.schema is not None else []
 
     def _asks(self, query: Any) -> str | None:
         try:
@@ -271,7 +278,8 @@ class _Engine:
             table = self.table
             return self._asks(lambda: table.search().select({name: expression}).limit(0)
                               .output_schema())
-        if _PLAIN_NAME.fullmatch(expression) and expression not in self.names:
+        if self.schema is not None and _PLAIN_NAME.fullmatch(expression) \
+                and expression not in self.names:
             return "the dataset has no such column"
         return None
 
@@ -323,7 +331,7 @@ class _Engine:
 
         if self.dataset is not None:
             return LanceReader(self.dataset).schema(columns)
-        if self.table is None:
+        if self.table is None or self.schema is None:
             return None
         projected = self.schema if columns is None else \
             self.table.search().select(dict(columns)).limit(0).output_schema()
