@@ -372,7 +372,8 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | N
             problems.append(_partial_filter(plan, text, cut, key,
                                             where_source if key != ("filter",) else ""))
     split = read.split
-    if split is not None and split.by != RANDOM_SPLIT and split.by not in names:
+    if split is not None and split.by != RANDOM_SPLIT and engine.schema is not None \
+            and split.by not in names:
         close = difflib.get_close_matches(split.by, names, n=1)
         problems.append(rule("LK402").at(plan.locate("splits", "by"),
                                          f"split column '{split.by}' is not a column"
