@@ -8,6 +8,7 @@ located diagnostic before any worker starts.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit.errors import Diagnostic, Location, UserCodeError, engine_message, unique
+from loaderkit import sql
+from loaderkit.errors import (
+    Diagnostic,
+    UserCodeError,
+    engine_message,
+    inside_value,
+    unique,
+)
 from loaderkit.planning import Plan
 from loaderkit.references import import_reference
 from loaderkit.rules import rule
@@ -30,13 +38,11 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
     mixture's sources are each opened, pinned and checked, each problem located in
     that source's entry.
     """
-    from loaderkit import runtime  # torch and lance load here, never during lint
-
     problems = list(_references(plan))
     if problems:
         return plan, problems  # a factory that does not import cannot open the source
     source = plan.read.source
-    checked: list[tuple[Prefix, Any, str | None]] = []  # (recipe key, dataset, own filter)
+    checked: list[tuple[Prefix, Any, str | None]] = []  # (recipe key, handle, own filter)
     schemas: list[tuple[Prefix, pa.Schema | None]] = []
     if source.parts:
         parts = []
@@ -47,7 +53,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             parts.append(replace(part, source=pinned))
             if opened is not None:
                 plan.node(*prefix).settings["version"] = pinned.version
-                checked.append((prefix, runtime.as_lance_dataset(opened), part.filter))
+                checked.append((prefix, opened, part.filter))
         if has_errors(problems):
             return plan, problems
         plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))
@@ -58,12 +64,11 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
                 return plan, found
             plan = replace(plan, read=replace(plan.read, source=pinned))
         plan.node("source").settings["version"] = plan.read.source.version
-        checked.append((("source",), runtime.as_lance_dataset(handle), None))
-    for prefix, dataset, own_filter in checked:
-        if dataset is not None:
-            found, schema = _check_data(plan, dataset, prefix, own_filter)
-            problems += found
-            schemas.append((prefix, schema))
+        checked.append((("source",), handle, None))
+    for prefix, opened, own_filter in checked:
+        found, schema = _check_data(plan, _Engine(opened), prefix, own_filter)
+        problems += found
+        schemas.append((prefix, schema))
     if not has_errors(problems):
         problems += _same_types(plan, schemas)
     problems += _live_with_workers(plan)
@@ -233,35 +238,142 @@ def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:
     return ("format",) if "format" in plan.document.data else ("source", "uri")
 
 
-def _check_data(plan: Plan, dataset: Any, prefix: Prefix, own_filter: str | None
+class _Engine:
+    """A source as bind asks about it, one way for every kind: a Lance dataset (a LanceDB
+    table on disk has one behind it), a local LanceDB table known only by its query API (a
+    live memory:// one), or anything else (a remote table, a factory's own object), of
+    which only the schema is asked: a remote server's refusal of a query loaderkit made
+    up would say nothing about the recipe. Each question returns the refusal, or None."""
+
+    def __init__(self, handle: Any) -> None:
+        from lancedb.table import LanceTable
+
+        from loaderkit import runtime
+
+        self.dataset = runtime.as_lance_dataset(handle)
+        local_table = self.dataset is None and isinstance(handle, LanceTable)
+        self.table = handle if local_table else None
+        try:
+            self.schema: pa.Schema | None = (handle if self.dataset is None
+                                             else self.dataset).schema
+        except Exception:  # a remote table out of reach, an object of the user's: the reads
+            self.schema = None  # will tell, at the source, as they always did
+        self.names: list[str] = list(self.schema.names) if self.schema is not None else []
+
+    def _asks(self, query: Any) -> str | None:
+        try:
+            query()
+        except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
+            return engine_message(exc).removeprefix("Invalid input, ")
+        return None
+
+    def projection_problem(self, name: str, expression: str) -> str | None:
+        """Why `expression` cannot be read as output column `name`."""
+        if self.dataset is not None:
+            # Lance checks a projection lazily: asking for the schema is what raises.
+            ds = self.dataset
+            return self._asks(lambda: ds.scanner(columns={name: expression},
+                                                 limit=0).projected_schema)
+        if self.table is not None:
+            table = self.table
+            return self._asks(lambda: table.search().select({name: expression}).limit(0)
+                              .output_schema())
+        if self.schema is not None and _PLAIN_NAME.fullmatch(expression) \
+                and expression not in self.names:
+            return "the dataset has no such column"
+        return None
+
+    def filter_problem(self, text: str) -> str | None:
+        """Why the engine refuses filter `text`."""
+        if self.dataset is not None:
+            ds = self.dataset
+            return self._asks(lambda: ds.scanner(columns=[], filter=text, limit=0,
+                                                 with_row_id=True).projected_schema)
+        if self.table is not None:
+            table = self.table
+            return self._asks(lambda: table.search().where(text).limit(0).output_schema())
+        return None
+
+    def unread(self, text: str) -> int | None:
+        """Where the engine stops reading filter `text` (an offset into it), or None when it
+        reads all of it. It parses a filter as one statement's WHERE clause and keeps the
+        first complete expression: what follows is ignored, silently. So ask it about the
+        filter with a condition on an unknown column appended: only a filter read to its end
+        makes it reach that name and refuse it."""
+        if self.dataset is None and self.table is None:
+            return None
+        sentinel = _SENTINEL
+        while sentinel in self.names:
+            sentinel += "_"
+        code = [t for t in sql.tokens(text) if not t.is_comment]
+        while code and code[-1].text == ";":  # a trailing ';' ends the statement, no more
+            code.pop()
+        if not code:
+            return None
+
+        def refusal(end: int) -> str | None:
+            return self.filter_problem(f"{text[:end]}\n AND {sentinel}")
+
+        if refusal(code[-1].end) is not None:
+            return None  # read to its end (any refusal: it got that far, conservatively)
+        # The parser stops at the same token for every longer prefix: the last prefix read
+        # to its end is what runs, and the token after it is where the rest begins.
+        for before, after in reversed(list(itertools.pairwise(code))[-_CUTS:]):
+            if sentinel in (refusal(before.end) or ""):
+                return after.start
+        return code[0].start
+
+    def delivered(self, columns: dict[str, str] | None) -> pa.Schema | None:
+        """The schema the recipe's columns are delivered with (blob and image columns as
+        bytes); None where no engine can say."""
+        from loaderkit.runtime.sources.payloads import Payloads
+        from loaderkit.runtime.sources.readers import LanceReader
+
+        if self.dataset is not None:
+            return LanceReader(self.dataset).schema(columns)
+        if self.table is None or self.schema is None:
+            return None
+        projected = self.schema if columns is None else \
+            self.table.search().select(dict(columns)).limit(0).output_schema()
+        return Payloads.of(self.schema, columns).schema(projected)
+
+
+# The column a filter's read-to-the-end question names (`_Engine.unread`), and how many
+# places it looks for the end of what the engine reads, from the filter's end back.
+_SENTINEL = "loaderkit_end_of_filter"
+_CUTS = 64
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | None
                 ) -> tuple[list[Diagnostic], pa.Schema | None]:
     """One source's columns, filters, split column and types against its data; and the
     schema it delivers (None when a problem prevents reading it)."""
     from loaderkit.runtime.formats import unsupported_columns
-    from loaderkit.runtime.sources.readers import LanceReader
 
     read = plan.read
     mixed = prefix[0] == "sources"
     where_source = f" in source '{prefix[1]}'" if mixed else ""
     problems = []
-    names = list(dataset.schema.names)
+    names = engine.names
     for name, expression in (read.columns or {}).items():
-        try:
-            # Lance checks a projection lazily: asking for the schema is what raises.
-            dataset.scanner(columns={name: expression}, limit=0).projected_schema  # noqa: B018
-        except Exception as exc:
-            problems.append(_unknown_column(plan, prefix, name, expression, exc, names))
+        reason = engine.projection_problem(name, expression)
+        if reason is not None:
+            problems.append(_unknown_column(plan, prefix, name, expression, reason, names))
     for text, key in ((read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
         if text is None:
             continue
-        try:
-            dataset.scanner(columns=[], filter=text, limit=0,  # noqa: B018
-                            with_row_id=True).projected_schema
-        except Exception as exc:
-            problems.append(_invalid_filter(plan, text, engine_message(exc), names, key,
-                                            where_source))
+        reason = engine.filter_problem(text)
+        if reason is not None:
+            problems.append(_invalid_filter(plan, text, reason, names, key, where_source))
+            continue
+        cut = engine.unread(text)
+        if cut is not None:  # the same for every source: the recipe's filter is said once
+            problems.append(_partial_filter(plan, text, cut, key,
+                                            where_source if key != ("filter",) else ""))
     split = read.split
-    if split is not None and split.by != RANDOM_SPLIT and split.by not in names:
+    if split is not None and split.by != RANDOM_SPLIT and engine.schema is not None \
+            and split.by not in names:
         close = difflib.get_close_matches(split.by, names, n=1)
         problems.append(rule("LK402").at(plan.locate("splits", "by"),
                                          f"split column '{split.by}' is not a column"
@@ -270,7 +382,9 @@ def _check_data(plan: Plan, dataset: Any, prefix: Prefix, own_filter: str | None
                                          "splits.by names a column, or is `random`"))
     if problems:
         return problems, None
-    schema: pa.Schema = LanceReader(dataset).schema(read.columns)  # as delivered
+    schema = engine.delivered(read.columns)
+    if schema is None:  # an object with no engine to ask: its own reads will tell
+        return problems, None
     for spec in read.decode:
         if spec.column in schema.names:
             kind = schema.field(spec.column).type
@@ -290,15 +404,16 @@ def _check_data(plan: Plan, dataset: Any, prefix: Prefix, own_filter: str | None
 
 
 def _unknown_column(plan: Plan, prefix: Prefix, name: str, expression: str,
-                    exc: BaseException, names: list[str]) -> Diagnostic:
+                    reason: str, names: list[str]) -> Diagnostic:
     """LK402: at the column's item, or, in a mixture, inside the entry of the source
     that lacks it."""
-    close = difflib.get_close_matches(expression, names, n=1)
+    missing = _NO_FIELD.search(reason)
+    close = difflib.get_close_matches(missing.group(1) if missing else expression, names, n=1)
     hint = f"did you mean '{close[0]}'?" if close else \
         "columns there: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-    reason = engine_message(exc)
-    if _NO_FIELD.search(reason):
-        reason = "the dataset has no such column"
+    if missing:
+        reason = f"the dataset has no column '{missing.group(1)}'" \
+            if missing.group(1) != expression else "the dataset has no such column"
     if prefix[0] == "sources":
         return rule("LK402").at(plan.locate(*prefix), f"column '{expression}' is not in source "
                                                       f"'{prefix[1]}': {reason}", hint)
@@ -356,27 +471,42 @@ def _invalid_filter(plan: Plan, text: str, reason: str, names: list[str],
         elif found is not None and text.count(found.group(1)) == 1:
             offset = text.index(found.group(1))
         if offset is not None and 0 <= offset <= len(text):
-            where = _inside_value(where, offset)
+            where = inside_value(where, offset)
     unknown = _NO_FIELD.search(reason)
     if unknown is not None:
         reason = f"no column named '{unknown.group(1)}'"
         close = difflib.get_close_matches(unknown.group(1), names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "columns there: " + ", ".join(names)
         if text.count(unknown.group(1)) >= 1:
-            where = _inside_value(where, text.index(unknown.group(1)))
+            where = inside_value(where, text.index(unknown.group(1)))
     return rule("LK403").at(where, f"invalid filter{where_source}: {reason}", hint)
 
 
-def _inside_value(where: Location, offset: int) -> Location:
-    """The location `offset` characters into the single-line scalar that starts at `where`."""
-    try:
-        line = Path(where.file).read_text(encoding="utf-8").splitlines()[where.line - 1]
-    except (OSError, ValueError, IndexError):
-        return where  # an override: no file to look into
-    start = where.column - 1
-    if line[start:start + 1] in ("'", '"'):
-        start += 1  # a quoted scalar: its text begins after the quote
-    return Location(where.file, where.line, start + offset + 1)
+def _partial_filter(plan: Plan, text: str, cut: int, key: tuple[str, ...] = ("filter",),
+                    where_source: str = "") -> Diagnostic:
+    """LK403 for a filter the engine would run only the first part of, at the rest (quoted
+    only where the recipe holds the text itself, not a reference to a secret)."""
+    hint = ("a filter is one SQL expression: balance its parentheses, join conditions with "
+            "AND or OR, and leave out ';' and anything after it")
+    where = plan.locate(*key)
+    if _value_at(plan.document.data, key) != text:
+        return rule("LK403").at(where, f"invalid filter{where_source}: Lance would read only "
+                                       "its first part and silently ignore the rest", hint)
+    read, rest = text[:cut].strip(), text[cut:].strip()
+    return rule("LK403").at(
+        where if "\n" in text else inside_value(where, cut),
+        f"invalid filter{where_source}: Lance reads only {_clip(read)!r} of it and would "
+        f"silently ignore the rest, {_clip(rest)!r}", hint)
+
+
+def _value_at(data: Any, key: tuple[str, ...]) -> Any:
+    for part in key:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _clip(text: str, size: int = 60) -> str:
+    return text if len(text) <= size else text[:size - 3] + "..."
 
 
 def _workers_without_transform(plan: Plan) -> list[Diagnostic]:

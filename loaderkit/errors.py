@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\n")
 
@@ -35,6 +36,19 @@ class Location:
 
     def __str__(self) -> str:
         return f"{printable(self.file)}:{self.line}:{self.column}"
+
+
+def inside_value(where: Location, offset: int) -> Location:
+    """The location `offset` characters into the single-line scalar that starts at `where`
+    (a place inside a filter: where the engine stopped reading it)."""
+    try:
+        line = Path(where.file).read_text(encoding="utf-8").splitlines()[where.line - 1]
+    except (OSError, ValueError, IndexError):
+        return where  # an override: no file to look into
+    start = where.column - 1
+    if line[start:start + 1] in ("'", '"'):
+        start += 1  # a quoted scalar: its text begins after the quote
+    return Location(where.file, where.line, start + offset + 1)
 
 
 class Severity(str, Enum):

@@ -269,8 +269,13 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "columns: [imgae, prompt]\n",
              _HEAD + _SRC + "columns: [image, prompt]\n"),
         Rule("LK403", "invalid-filter", E,
-             "A `filter` that Lance cannot parse or that names unknown columns.",
-             "Lance would raise inside the first worker.",
+             "A `filter` (or a source's) that Lance cannot parse, that names unknown columns, "
+             "or that Lance would read only in part: it runs the first complete expression "
+             "and ignores the rest (`id > 5) OR (1=1`, `id > 5; DROP TABLE t`, `id > 5 "
+             "trailing words`). `lint` finds a `)` that closes nothing and text after a `;`; "
+             "the build asks the engine about the rest.",
+             "Lance would raise inside the first worker, or, for a filter read in part, "
+             "silently deliver other rows than the recipe says.",
              _HEAD + _SRC + "filter: \"aesthetic_score >\"\n",
              _HEAD + _SRC + "filter: \"aesthetic_score > 5\"\n"),
         Rule("LK404", "format-cannot-hold-column", E,

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from loaderkit.errors import Diagnostic
+from loaderkit import sql
+from loaderkit.errors import Diagnostic, inside_value
 from loaderkit.models import Recipe
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path, iter_strings, source_paths
@@ -370,6 +371,7 @@ def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
     yield from _decode_rules(document, data)
     yield from _mixture_rules(document, data)
     yield from _split_rules(document, data)
+    yield from _filter_rules(document, data)
 
     for section in source_paths(data):
         uri, table = _get(data, *section, "uri"), _get(data, *section, "table")
@@ -421,6 +423,24 @@ def _mixture_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnos
                                "sharded_fragment deals whole fragments of one dataset; a "
                                "mixture's rows come from several",
                                "use full_scan, sharded_batch or shuffle with `sources`")
+
+
+def _filter_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    """LK403 offline, for what no filter can hold: Lance would run only the part before it
+    (the rest, what the engine alone can tell, is found at build: binding.py)."""
+    sources = data.get("sources")
+    named = list(sources) if isinstance(sources, dict) else []
+    for path in [("filter",), *(("sources", name, "filter") for name in named)]:
+        text = _get(data, *path)
+        found = sql.stray(text) if isinstance(text, str) else None
+        if found is not None:
+            offset, what = found
+            yield rule("LK403").at(
+                inside_value(document.locate(path), offset),
+                f"invalid filter: {what}; Lance would silently ignore it and everything "
+                "after it",
+                "a filter is one SQL expression: balance its parentheses, join conditions "
+                "with AND or OR, and leave out ';' and anything after it")
 
 
 def _split_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:

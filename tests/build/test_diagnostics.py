@@ -88,6 +88,24 @@ def test_every_unknown_column_is_reported_at_once(write_recipe: Write) -> None:
     assert [d.code for d in errors_of(path)] == ["LK402", "LK402"]
 
 
+def test_unknown_column_of_a_table_known_only_by_its_schema_is_lk402_at_the_item(
+        write_recipe: Write) -> None:
+    # The factory's object has no Lance dataset and no query API: its schema still says.
+    path = write_recipe("""\
+        loaderkit: 1
+        source:
+          uri: {data}/db
+          table: items
+          connection_factory: tests.runtime.factories:open_offsets_only
+        columns: [id, scroe]
+        """)
+    [error] = errors_of(path)
+    line, _ = line_col(path, "columns:")
+    assert where(error) == (str(path), line, path.read_text().splitlines()[line - 1]
+                            .index("scroe") + 1, "LK402")
+    assert error.hint == "did you mean 'score'?"
+
+
 def column_of(path: Path, needle: str) -> tuple[int, int]:
     """1-based (line, column) of `needle` itself, wherever it is on its line."""
     for number, text in enumerate(path.read_text().splitlines(), 1):

@@ -144,3 +144,29 @@ def memory_factory(name: str) -> object:
     if not _MEMORY:
         _MEMORY.append(quickstart_table())
     return _MEMORY[0]
+
+
+def located(path: Path, source: object) -> list[tuple[int, int, str, str | None]]:
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(str(path), source=source)
+    return [(d.line, d.column, d.code, d.hint) for d in caught.value.diagnostics]
+
+
+@pytest.mark.parametrize("columns", ["[id, scroe]", "{id: id, half: scroe / 2}"])
+def test_an_unknown_column_of_a_memory_table_is_lk402_at_it_as_on_disk(
+        tmp_path: Path, columns: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"loaderkit: 1\ncolumns: {columns}\n")
+    on_disk = located(path, quickstart_table(str(tmp_path / "db")))
+    column = f"columns: {columns}".index("scroe") + 1
+    assert on_disk == [(2, column, "LK402", "did you mean 'score'?")]
+    assert located(path, quickstart_table()) == on_disk
+
+
+def test_a_filter_on_an_unknown_column_of_a_memory_table_is_lk403_at_it_as_on_disk(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text('loaderkit: 1\ncolumns: [id]\nfilter: "scroe > 3"\n')
+    on_disk = located(path, quickstart_table(str(tmp_path / "db")))
+    assert on_disk == [(3, 10, "LK403", "did you mean 'score'?")]
+    assert located(path, quickstart_table()) == on_disk

@@ -4,12 +4,19 @@ source is exhausted, deterministic, sharded over ranks and workers like one sour
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from loaderkit.runtime.samplers import mixing
-from loaderkit.runtime.universe import Mixture
+from loaderkit.runtime.samplers import make_sampler, mixing
+from loaderkit.runtime.samplers import shuffle as shuffles
+from loaderkit.runtime.sources.mixture import SOURCE_SHIFT
+from loaderkit.runtime.spec import SamplerSpec
+from loaderkit.runtime.tasks import CacheTask, TakeTask
+from loaderkit.runtime.universe import Mixture, Universe
 from tests.runtime.support import build, ids_of, mixture, through_workers
 
 SAMPLERS: dict[str, dict[str, Any]] = {
@@ -67,6 +74,19 @@ def test_all_exhausted_repeats_the_smaller_source_only_after_it_ran_out(
     assert len(small) in (2999, 3000, 3001)
     for cycle in range(len(small) // 600):  # each pass over the small source: every row once
         assert len(np.unique(small[cycle * 600:(cycle + 1) * 600])) == 600
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_all_exhausted_delivers_every_row_of_a_source_before_its_first_repeat(
+        mixed_uris: dict[str, str], name: str) -> None:
+    # 3:1 over 3,000 and 600 rows: the small source's second pass starts in the middle of
+    # a chunk (64 rows, mixed in block mode) that still ends its first.
+    source = mix3(mixed_uris)
+    source = type(source)(**{**source.__dict__, "stop": "all_exhausted"})
+    ids = ids_of(build(source, **SAMPLERS[name]))
+    small = ids[source_of(ids) == 1]
+    assert len(small) > 600
+    assert sorted(small[:600].tolist()) == list(range(10_000, 10_600))
 
 
 def test_a_mixture_is_deterministic_from_seed_and_epoch(mixed_uris: dict[str, str]) -> None:
@@ -131,3 +151,60 @@ def test_the_interleave_holds_each_share_to_a_few_rows_at_every_prefix() -> None
     for m_rows, source in enumerate(sources, start=1):
         counts[source] += 1
         assert np.all(np.abs(counts - m_rows * np.array([0.6, 0.3, 0.1])) <= 3)
+
+
+# --- every sampler, pure numpy: a source's cycles never overlap -------------------------
+
+def mixture_universe(sizes: list[int], weights: list[float], stop: str) -> Universe:
+    """A mixture of sources read by offset: a delivered id is source << SOURCE_SHIFT | row."""
+    parts = tuple(Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), None,
+                           offsets=True) for n in sizes)
+    return Universe(np.arange(len(sizes), dtype=np.int64), np.array(sizes, dtype=np.int64),
+                    None, scannable=False, mixture=Mixture(
+                        tuple(f"s{i}" for i in range(len(sizes))), tuple(sizes),
+                        tuple(weights), stop), parts=parts)
+
+
+def delivered(u: Universe, spec: SamplerSpec, batch_size: int, drop_last: bool,
+              per_batch: bool) -> np.ndarray:
+    """The epoch's ids in global order: step k is rank 0's batch k, rank 1's, ..."""
+    ranks = []
+    for rank in range(spec.world_size):
+        plan = make_sampler(type(spec)(**{**spec.__dict__, "rank": rank}), u, batch_size,
+                            drop_last)
+        ids = [u.ids(t.positions) if isinstance(t, CacheTask) else t.ids
+               for t in plan.tasks(0, per_batch=per_batch) if isinstance(t, TakeTask | CacheTask)]
+        rows = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        ranks.append([rows[i:i + batch_size] for i in range(0, len(rows), batch_size)])
+    steps = max(len(batches) for batches in ranks)
+    out = [batches[k] for k in range(steps) for batches in ranks if k < len(batches)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(1, 300), min_size=2, max_size=3),
+       weights=st.lists(st.floats(0.25, 8), min_size=3, max_size=3),
+       stop=st.sampled_from(["first_exhausted", "all_exhausted"]),
+       kind=st.sampled_from(list(SAMPLERS.values())),
+       block_rows=st.integers(1, 16), chunk_rows=st.integers(1, 200),
+       first_chunk=st.integers(1, 100), world_size=st.integers(1, 4),
+       batch_size=st.integers(1, 16), drop_last=st.booleans(), per_batch=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_each_cycle_of_a_source_is_all_its_rows_once_before_the_next_begins(
+        sizes: list[int], weights: list[float], stop: str, kind: dict[str, Any],
+        block_rows: int, chunk_rows: int, first_chunk: int, world_size: int, batch_size: int,
+        drop_last: bool, per_batch: bool, seed: int) -> None:
+    u = mixture_universe(sizes, weights[:len(sizes)], stop)
+    spec = SamplerSpec(**{**kind, "seed": seed}, world_size=world_size, block_rows=block_rows,
+                       chunk_rows=chunk_rows)
+    with patch.object(shuffles, "FIRST_CHUNK_ROWS", first_chunk):  # the block grid's ramp
+        ids = delivered(u, spec, batch_size, drop_last, per_batch)
+    for source, size in enumerate(sizes):
+        rows = ids[ids >> SOURCE_SHIFT == source] & ((1 << SOURCE_SHIFT) - 1)
+        for start in range(0, len(rows), size):
+            cycle = np.sort(rows[start:start + size])
+            assert np.array_equal(cycle, np.unique(cycle)), f"source {source} repeats a row"
+            if len(cycle) == size:
+                assert np.array_equal(cycle, np.arange(size))
+        if stop == "all_exhausted" and not drop_last:
+            assert len(rows) >= size  # every source delivers each of its rows

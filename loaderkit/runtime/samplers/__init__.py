@@ -171,13 +171,15 @@ class GlobalSampler(Sampler):
         rows = self.natural_rows(epoch)
         return rows if self.spec.limit is None else min(rows, self.spec.limit)
 
-    def _base_slice(self, epoch: int, a: int, b: int) -> np.ndarray:
-        """Rows a..b of the epoch's order before chunks are mixed."""
+    def _base_slice(self, epoch: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows a..b of the epoch's order before chunks are mixed, and in a mixture each
+        row's pass (mixing.Interleave.slice_with_passes), which mixing keeps apart."""
         interleave = self._interleave(epoch)
         if interleave is None:
-            return self.order_slice(self.universe.size, (epoch,), a, b)
-        return interleave.slice(a, b, lambda source, cycle, lo, hi: self.order_slice(
-            interleave.mixture.sizes[source], (epoch, source, cycle), lo, hi))
+            return self.order_slice(self.universe.size, (epoch,), a, b), None
+        return interleave.slice_with_passes(
+            a, b, lambda source, cycle, lo, hi: self.order_slice(
+                interleave.mixture.sizes[source], (epoch, source, cycle), lo, hi))
 
     def _chunk(self, epoch: int, index: int) -> np.ndarray:
         """Chunk `index` of the global order (`grid`), mixed if the sampler mixes."""
@@ -185,9 +187,9 @@ class GlobalSampler(Sampler):
         if key not in self._chunks:
             a = self.grid.start(index)
             b = min(self.grid.start(index + 1), self.natural_rows(epoch))
-            rows = self._base_slice(epoch, a, b)
+            rows, passes = self._base_slice(epoch, a, b)
             if self.mixes_chunks:
-                rows = mixing.mix(rows, self.universe.mixture, self.rng(epoch, index))
+                rows = mixing.mix(rows, passes, self.rng(epoch, index))
             self._chunks = {k: v for k, v in self._chunks.items() if k[0] == epoch
                             and abs(k[1] - index) <= 2}  # a task's window, not the epoch
             self._chunks[key] = rows

@@ -22,6 +22,9 @@ from loaderkit.runtime.universe import Mixture
 
 # Tolerance on the times: a row whose time equals the end is in the epoch.
 _EPS = 1e-9
+# A pass's label is source * _PASSES + cycle: sorted labels go source by source, each
+# source's cycles in order.
+_PASSES = 1 << 40
 OrderOf = Callable[[int, int, int, int], np.ndarray]  # (source, cycle, lo, hi) -> positions
 
 
@@ -86,18 +89,28 @@ class Interleave:
 
     def slice(self, a: int, b: int, order_of: OrderOf) -> np.ndarray:
         """Universe positions of epoch rows a..b: each source's rows by its own order."""
+        return self.slice_with_passes(a, b, order_of)[0]
+
+    def slice_with_passes(self, a: int, b: int, order_of: OrderOf
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """`slice`, and each row's pass: its source and that source's cycle as one label,
+        ordered by source, then cycle. Whatever mixes rows mixes them within a pass only:
+        a source's (k+1)-th cycle may start in a chunk that still ends its k-th, and
+        one of its rows must not come before all of the k-th cycle did."""
         start, stop = self.taken(a), self.taken(b)
-        times, rows, sources = [], [], []
+        times, rows, passes = [], [], []
         for i, (lo, hi) in enumerate(zip(start.tolist(), stop.tolist(), strict=True)):
             if hi <= lo:
                 continue
-            times.append((np.arange(lo, hi) + self.phase[i]) / self.share[i])
+            index = np.arange(lo, hi)
+            times.append((index + self.phase[i]) / self.share[i])
             rows.append(self._rows(i, lo, hi, order_of) + self.mixture.starts[i])
-            sources.append(np.full(hi - lo, i))
+            passes.append(i * _PASSES + index // self.mixture.sizes[i])
         if not rows:
-            return np.zeros(0, dtype=np.int64)
-        order = np.lexsort((np.concatenate(sources), np.concatenate(times)))
-        return np.concatenate(rows)[order]
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        label = np.concatenate(passes)
+        order = np.lexsort((label, np.concatenate(times)))  # a tie: the source listed first
+        return np.concatenate(rows)[order], label[order]
 
     def _rows(self, source: int, lo: int, hi: int, order_of: OrderOf) -> np.ndarray:
         """Rows lo..hi of a source's part of the epoch: its order, again each cycle."""
@@ -116,14 +129,17 @@ def source_of(mixture: Mixture, where: np.ndarray) -> np.ndarray:
     return np.searchsorted(mixture.starts, where, side="right") - 1
 
 
-def mix(rows: np.ndarray, mixture: Mixture | None, rng: np.random.Generator) -> np.ndarray:
-    """`rows` shuffled among themselves; in a mixture, each source's rows among that source's
-    places, so the interleave (the mixture's proportions at every point) stays."""
-    if mixture is None:
+def mix(rows: np.ndarray, passes: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """`rows` shuffled among themselves; in a mixture, each pass's rows (`passes`, from
+    `Interleave.slice_with_passes`) among that pass's places, so the interleave (the
+    mixture's proportions at every point) stays and a source's cycles never overlap."""
+    if passes is None:
         return rows[rng.permutation(len(rows))]
+    # Passes found by one sort, not a scan per pass: a small source may start thousands of
+    # cycles in one chunk. In label order, so a chunk inside one cycle of each source mixes
+    # as it did before passes.
     out = rows.copy()
-    sources = source_of(mixture, rows)
-    for source in range(len(mixture.sizes)):
-        places = np.flatnonzero(sources == source)
+    by_pass = np.argsort(passes, kind="stable")
+    for places in np.split(by_pass, np.flatnonzero(np.diff(passes[by_pass])) + 1):
         out[places] = rows[places[rng.permutation(len(places))]]
     return out
