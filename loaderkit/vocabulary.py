@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -129,7 +130,7 @@ class Redactor:
             if value is None or not _redactable(value):
                 continue
             shown = "${env:" + name + "}"
-            for form in (value, value.strip(), repr(value)[1:-1]):
+            for form in (value, value.strip(), repr(value)[1:-1], *_url_parts(value.strip())):
                 if _redactable(form):
                     self.values.setdefault(form, shown)
         # Longest first: a value that contains another is replaced whole.
@@ -160,6 +161,19 @@ class Redactor:
 
     def diagnostics(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
         return [self.diagnostic(d) for d in diagnostics] if self else list(diagnostics)
+
+
+def _url_parts(value: str) -> list[str]:
+    """The parts of a url an engine quotes apart: an object store's request names the
+    bucket (host) and the key (path, percent-encoded too) of `s3://bucket/key` on their own."""
+    if "://" not in value:
+        return []
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return []
+    path = parts.path.strip("/")
+    return [parts.netloc, path, urllib.parse.quote(path, safe=""), urllib.parse.quote(path)]
 
 
 def _redactable(value: str) -> bool:
