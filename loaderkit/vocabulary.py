@@ -130,7 +130,10 @@ class Redactor:
             if value is None or not _redactable(value):
                 continue
             shown = "${env:" + name + "}"
-            for form in (value, value.strip(), repr(value)[1:-1], *_url_parts(value.strip())):
+            # Lance names a local path without its leading '/' (an object-store key).
+            forms = (value, value.strip(), value.strip().lstrip("/"), repr(value)[1:-1],
+                     *_url_parts(value.strip()))
+            for form in forms:
                 if _redactable(form):
                     self.values.setdefault(form, shown)
         # Longest first: a value that contains another is replaced whole.
