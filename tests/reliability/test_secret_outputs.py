@@ -230,3 +230,40 @@ def test_the_pre_stop_hooks_command_prints_no_secret(tmp_path: Path) -> None:
                             env=subprocess_env(tmp=str(tmp_path)), timeout=120, check=False)
     assert json.loads(result.stdout)[0]["code"] == "LK202", result.stdout + result.stderr
     assert "hook-s3cr3t-v4lue" not in result.stdout + result.stderr
+
+
+# --- user code handed a value read from the environment --------------------------------------
+
+FACTORY_URI = "s3cr3t-db-7f3a"
+FACTORY_RECIPE = """
+    loaderkit: 1
+    source:
+      uri: ${env:LK_T_DB}
+      connection_factory: tests.reliability.secret_factory:refuse
+    """
+
+
+def test_build_does_not_pass_on_a_value_quoted_by_a_failing_factory(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", FACTORY_RECIPE)
+    result = _cli("build", str(recipe), cwd=HERE.parent.parent, LK_T_DB=FACTORY_URI)
+    assert result.returncode == 1 and "LK411" in result.stdout, result.stdout + result.stderr
+    assert "no table at ${env:LK_T_DB}" in result.stdout
+    assert FACTORY_URI not in result.stdout + result.stderr
+
+
+def test_a_failing_factory_opened_by_the_runtime_quotes_no_value(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a worker does when it opens its source: the error, and its traceback, are clean.
+    from loaderkit.errors import FactoryError
+    from loaderkit.runtime import open_source
+    from loaderkit.runtime.spec import SourceSpec
+    from loaderkit.vocabulary import EnvValue
+
+    monkeypatch.setenv("LK_T_DB", FACTORY_URI)
+    spec = SourceSpec(uri=EnvValue("LK_T_DB"),
+                      connection_factory="tests.reliability.secret_factory:refuse")
+    with pytest.raises(FactoryError) as caught:
+        open_source(spec)
+    printed = "".join(traceback.format_exception(caught.value))
+    assert "no table at ${env:LK_T_DB}" in str(caught.value)
+    assert FACTORY_URI not in printed, printed
