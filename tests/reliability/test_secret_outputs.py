@@ -141,6 +141,29 @@ def test_a_number_of_5001_digits_from_the_environment_is_a_located_diagnostic(
         assert "7777" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_build_that_succeeds_shows_settings_read_from_the_environment_as_references(
+        tmp_path: Path, as_json: bool) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+        format: ${{env:LK_T_FORMAT}}
+        sampler:
+          type: shuffle
+          seed: ${{env:LK_T_SEED}}
+        loader:
+          batch_size: ${{env:LK_T_BATCH}}
+        """)
+    secrets = {"LK_T_SEED": "987654321987", "LK_T_BATCH": "7919", "LK_T_FORMAT": "python_col"}
+    result = _cli("build", str(recipe), "--no-probe", *(["--json"] if as_json else []),
+                  cwd=tmp_path, **secrets)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "${env:LK_T_SEED}" in result.stdout and "${env:LK_T_BATCH}" in result.stdout
+    assert _leaks(result.stdout + result.stderr, secrets) == [], result.stdout
+
+
 # --- engine text at build: a uri and an endpoint read from the environment -------------------
 
 def test_build_does_not_pass_on_a_uri_or_endpoint_in_the_engines_text(tmp_path: Path) -> None:
