@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,27 @@ def test_the_redactor_knows_only_variables_that_are_set(monkeypatch: pytest.Monk
     monkeypatch.delenv("LK_UNSET_X", raising=False)
     redact = Redactor.of_data({"uri": "${env:LK_UNSET_X,default-value}"})
     assert redact("default-value") == "default-value"  # a default is written in clear
+
+
+TYPED_KEYS = ["loader:\n  batch_size", "loader:\n  drop_last", "loader:\n  num_workers",
+              "format", "sampler:\n  type", "sampler:\n  seed", "sampler:\n  rank",
+              "loaderkit"]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(secret=st.text(string.printable.strip(), min_size=4, max_size=60),
+       key=st.sampled_from(TYPED_KEYS))
+def test_no_value_read_from_the_environment_reaches_any_output(
+        secret: str, key: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    secret = "Zq" + secret  # never a YAML number, bool or null; never a word of a message
+    path = tmp_path_factory.mktemp("env") / "r.yaml"
+    head = HEAD if key != "loaderkit" else "source:\n  uri: data/train.lance\n"
+    path.write_text(f"{head}{key}: ${{env:LK_FUZZ_SECRET}}\n", encoding="utf-8")
+    os.environ["LK_FUZZ_SECRET"] = secret
+    try:
+        diagnostics = front(path)[2]
+    finally:
+        del os.environ["LK_FUZZ_SECRET"]
+    assert diagnostics  # "Zq..." is no number, boolean or name: always an error
+    assert secret not in every_output(diagnostics)
