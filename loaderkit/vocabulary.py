@@ -136,8 +136,10 @@ class Redactor:
             for form in forms:
                 if _redactable(form):
                     self.values.setdefault(form, shown)
-        # Longest first: a value that contains another is replaced whole.
-        self._order = sorted(self.values, key=len, reverse=True)
+        # One pass, longest first: a value that contains another is replaced whole, and no
+        # reference put in is searched again.
+        order = sorted(self.values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, order))) if order else None
 
     @classmethod
     def of_data(cls, data: Any) -> Redactor:
@@ -153,10 +155,9 @@ class Redactor:
         return bool(self.values)
 
     def __call__(self, text: str) -> str:
-        for value in self._order:
-            if value in text:
-                text = text.replace(value, self.values[value])
-        return text
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self.values[m.group(0)], text)
 
     def diagnostic(self, diagnostic: Diagnostic) -> Diagnostic:
         hint = self(diagnostic.hint) if diagnostic.hint else diagnostic.hint

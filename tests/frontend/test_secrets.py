@@ -166,6 +166,13 @@ def test_the_redactor_replaces_each_value_read_by_its_reference(
     assert redact("x abcd-secret y abcd z") == "x ${env:LK_A} y ${env:LK_B} z"  # longest first
 
 
+def test_the_redactor_never_rewrites_a_reference_it_put_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LK_A", "abcd-secret")
+    monkeypatch.setenv("LK_ENV", "{env:")
+    assert Redactor(["LK_A", "LK_ENV"])("x abcd-secret") == "x ${env:LK_A}"
+
+
 def test_the_redactor_finds_the_bucket_and_key_of_a_url_quoted_apart(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LK_URI", "s3://private-bucket/deep/path.lance")
