@@ -102,7 +102,14 @@ def _open(plan: Plan, source: SourceSpec, prefix: Prefix
     except Exception as exc:
         return source, None, [rule("LK406").at(plan.locate(*prefix, "version"),
                                                f"cannot open version {source.version!r}: "
-                                               f"{engine_message(exc.__cause__ or exc)}")]
+                                               f"{_engine_text(exc)}")]
+
+
+def _engine_text(exc: BaseException) -> str:
+    """What the engine said, secrets redacted (a SourceError's `reason`), else the text of
+    what was raised."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else engine_message(exc.__cause__ or exc)
 
 
 def user_code_raised(plan: Plan, exc: UserCodeError, prefix: Prefix = ("source",)
@@ -127,7 +134,7 @@ def _not_opened(plan: Plan, source: SourceSpec, prefix: Prefix,
                                 f"no table '{source.table}' in {source.uri!r}",
                                 "tables there: " + ", ".join(tables[:10])
                                 + (", ..." if len(tables) > 10 else ""))
-    reason = engine_message(exc.__cause__ or exc)
+    reason = _engine_text(exc)
     where = plan.locate(*prefix, "uri")
     if not isinstance(source.uri, str) or not _NOT_FOUND.search(reason):
         table = f"table '{source.table}' in " if source.table else ""

@@ -31,7 +31,7 @@ from loaderkit.planning import Plan
 from loaderkit.references import import_reference
 from loaderkit.rules import rule
 from loaderkit.runtime.workers import sigint_blocked
-from loaderkit.vocabulary import EnvValue
+from loaderkit.vocabulary import EnvValue, Redactor
 
 LARGE_PAYLOAD = 8 << 20
 PROBE_TIMEOUT = 120.0
@@ -386,6 +386,7 @@ def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagn
                             "its message above)")
     seconds = time.perf_counter() - started
     status, detail = outcome
+    detail = Redactor.of_data(plan.document.data)(detail)  # the child's text may quote a secret
     report.checks = [c for c in report.checks if c[0] != "spawn probe"]
     if status == "ok":
         report.checks.append(("spawn probe", f"ok in {seconds:.1f} s ({detail})"))

@@ -133,8 +133,9 @@ def _lint(paths: list[str], output: str, skip_named: bool = False) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from loaderkit.compiler import compile_recipe
+    from loaderkit.compiler import compile_recipe, redacted
     from loaderkit.showing import show_build, take_batches
+    from loaderkit.vocabulary import Redactor
 
     try:
         compiled = compile_recipe(args.recipe, args.overrides, probe=not args.no_probe)
@@ -157,10 +158,12 @@ def _build(args: argparse.Namespace) -> int:
             print("interrupted; workers stopped", file=sys.stderr)
             return 130
         except UserCodeError as exc:  # after the graph and the report, at the key that named it
-            compiled.diagnostics.append(user_code_raised(compiled.plan, exc))
+            compiled.diagnostics += redacted(compiled.plan.document,
+                                             [user_code_raised(compiled.plan, exc)])
             status = 1
         except RuntimeFailure as exc:  # the data failed mid-epoch: a message, not a traceback
-            print(f"{args.recipe}: error while taking batches: {exc}", file=sys.stderr)
+            text = Redactor.of_data(compiled.plan.document.data)(str(exc))
+            print(f"{args.recipe}: error while taking batches: {text}", file=sys.stderr)
             return 1
     if args.json:
         print(json.dumps(show_build(compiled, throughput, as_json=True), indent=2, default=str))

@@ -19,6 +19,7 @@ from loaderkit.reading import Document, declares_recipe
 from loaderkit.resolving import Overrides, resolve
 from loaderkit.rules import rule
 from loaderkit.validating import validate
+from loaderkit.vocabulary import Redactor
 
 if TYPE_CHECKING:
     from loaderkit.checking import SafetyReport
@@ -42,14 +43,23 @@ def front(path: str | Path, overrides: Overrides | None = None, *, require_env: 
     """The offline stages: nothing is opened, nothing of the user's is imported.
 
     `live_source`: whether `load_recipe(source=...)` gives the source; None (lint): not known,
-    so a recipe whose source is `live: true` passes."""
+    so a recipe whose source is `live: true` passes.
+
+    No diagnostic holds the value of a variable the recipe reads (`redacted`)."""
     document, problems = resolve(path, overrides, require_env=require_env)
     if document is None:
         return None, None, problems
     recipe, found = validate(document, live_source=live_source)
     if recipe is not None and has_errors(found):
         recipe = None
-    return document, recipe, problems + found
+    return document, recipe, redacted(document, problems + found)
+
+
+def redacted(document: Document, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """`diagnostics` with the value of every `${env:NAME}` the recipe reads replaced by the
+    reference, wherever it appears: in a value a rule quotes, an engine's error text, a
+    user's exception. The one gate every diagnostic of a recipe passes before it is shown."""
+    return Redactor.of_data(document.data).diagnostics(diagnostics)
 
 
 def _exists(path: Path, test: str = "exists") -> bool:
@@ -147,24 +157,24 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     plan, found = make_plan(recipe, document, live)
     problems += found
     if has_errors(problems):
-        raise RecipeError(problems)
+        raise RecipeError(redacted(document, problems))
     refuse_unguarded_main(plan)
     plan, found = bind(plan, source)
     safety = check_references(plan)
     problems += found + safety.diagnostics
     if has_errors(problems):
-        raise RecipeError(problems)
+        raise RecipeError(redacted(document, problems))
     loader, found = build(plan, source)
     problems += found
     if loader is None:
-        raise RecipeError(problems)
+        raise RecipeError(redacted(document, problems))
     safety = check(plan, loader, probe=probe, background=background_probe, report=safety)
     problems += safety.diagnostics
     if has_errors(problems):
-        raise RecipeError(problems)
+        raise RecipeError(redacted(document, problems))
     if safety.pending_probe is not None:
         loader.start_workers_after(safety.pending_probe)
-    return Compiled(plan, loader, safety, unique(problems))
+    return Compiled(plan, loader, safety, redacted(document, unique(problems)))
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, *,

@@ -151,6 +151,9 @@ class ResumeError(RuntimeFailure):
 class SourceError(RuntimeFailure):
     """The data source cannot be opened or read the way the recipe asks."""
 
+    # An engine's error: its text (redacted), without the verb and source the message adds.
+    reason: str | None = None
+
 
 class SamplerError(RuntimeFailure):
     """The sampler settings cannot be planned (a rank outside the world, no batch size)."""

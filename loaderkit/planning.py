@@ -229,4 +229,28 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     root = node("loader", "RecipeLoader (torch.utils.data.DataLoader)", ("loader",),
                 loader_settings)
     root.children += [dataset, sampler_node]
+    _env_settings_shown(root, document)
     return root
+
+
+def _env_settings_shown(node: PlanNode, document: Document) -> None:
+    """A setting read at build from a set `${env:NAME}` (a number, a name) is shown as its
+    reference, as a text one is: a value read from the environment is never printed."""
+    for key in node.settings:
+        for path in ((*node.origin, key), (key,)):
+            reference = _set_reference(document.data, path)
+            if reference is not None:
+                node.settings[key] = reference
+                break
+    for child in node.children:
+        _env_settings_shown(child, document)
+
+
+def _set_reference(data: Any, path: KeyPath) -> str | None:
+    """`${env:NAME}` where `path` holds that reference and NAME is set, else None."""
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    reference = parse_env(data) if isinstance(data, str) else None
+    return repr(reference) if reference is not None and reference.is_secret else None

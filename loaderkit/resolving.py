@@ -233,7 +233,7 @@ def _parse_overrides(overrides: Overrides,
             continue
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an int of more than 4300 digits
             value = raw
         if value is None and raw.strip() not in ("null", "~"):
             value = raw  # `--set name=` means the empty string, not null
@@ -251,6 +251,11 @@ def iter_strings(data: Any, prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, str
         yield prefix, data
 
 
+def _unclosed(text: str) -> bool:
+    """Whether a `${env:` in `text` has no `}` after it."""
+    return "}" not in text[text.rindex("${env:"):]
+
+
 def _check_env(document: Document, require_env: bool) -> list[Diagnostic]:
     problems = []
     for path, text in iter_strings(document.data):
@@ -258,7 +263,11 @@ def _check_env(document: Document, require_env: bool) -> list[Diagnostic]:
             continue
         where = document.locate(path)
         reference = env_reference(text)
-        if reference is None:
+        if reference is None and _unclosed(text):
+            problems.append(rule("LK105").at(
+                where, "an ${env:...} reference is not closed: it has no '}'",
+                "write ${env:NAME} or ${env:NAME,default}"))
+        elif reference is None:
             problems.append(rule("LK105").at(
                 where, "an ${env:...} reference must be the whole value, as ${env:NAME} or "
                        "${env:NAME,default}", "move the rest of the value into the variable"))

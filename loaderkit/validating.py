@@ -36,7 +36,7 @@ def validate(document: Document, *, live_source: bool | None = None
     """`live_source`: whether `load_recipe(source=...)` gives the source (then the recipe
     needs none); None where that is not known (lint)."""
     data, from_env = _typed_env(document.data)
-    problems = list(_cross_field(document, data))
+    problems = list(_cross_field(document, data, from_env))
     problems += _source_section(document, data, live_source)
     if data.get("columns") in ([], {}):
         problems.append(rule("LK202").at(document.locate(("columns",)),
@@ -165,7 +165,7 @@ def _typed_env(data: dict[str, Any]) -> tuple[dict[str, Any], dict[KeyPath, str]
             continue
         try:
             parent[path[-1]] = yaml.safe_load(value) if value.strip() else value
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an int of more than 4300 digits
             parent[path[-1]] = value
         from_env[path] = text.strip()
     return typed, from_env
@@ -211,14 +211,30 @@ def _map_errors(exc: ValidationError, document: Document, data: dict[str, Any],
             parent = loc[:-1]
             where = document.locate(parent, key=True)
             section = f" in '{_dotted(parent)}'" if parent else ""
-            problems.append(rule("LK203").at(where, f"missing required key '{loc[-1]}'{section}"))
+            problems.append(rule("LK203").at(where, f"missing required key '{loc[-1]}'{section}",
+                                             _MISSING_HINTS.get(loc)))
             continue
         path, _ = _data_path(data, loc)
         head = _union_head(loc, data)
         groups.setdefault(head if head is not None else path, []).append((path, dict(error)))
     for head, errors in groups.items():
-        problems.append(_invalid_value(head, errors, document, data, from_env))
+        if not any(_malformed_reference(_lookup(data, path)) for path, _ in errors):
+            problems.append(_invalid_value(head, errors, document, data, from_env))
     return problems
+
+
+# What to write for a missing required key.
+_MISSING_HINTS: dict[tuple[int | str, ...], str] = {
+    ("loaderkit",): "start the recipe with `loaderkit: 1`, the version of the recipe format "
+                    "it is written in",
+    ("source", "uri"): "name the data: uri: path/to/data.lance, or a LanceDB database "
+                       "and its `table`",
+}
+
+
+def _malformed_reference(value: Any) -> bool:
+    """A value with a `${env:` that is not a whole reference: resolving reported it (LK105)."""
+    return isinstance(value, str) and "${env:" in value and env_reference(value) is None
 
 
 def _union_head(loc: tuple[int | str, ...], data: Any) -> KeyPath | None:
@@ -244,10 +260,19 @@ def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
         if path != head and len(path) > len(head):
             reason += f" at '{_dotted(path[len(head):])}'"
         reasons.append(reason)
-    source = f" (read from {from_env[deepest]})" if deepest in from_env else ""
+    secret = _env_secret(from_env, deepest)
+    if secret is not None:
+        # Neither the value nor anything near it: a pydantic message may quote its input.
+        if isinstance(value, str):
+            reasons = [r.replace(repr(value), secret).replace(f"'{value}'", secret)
+                       for r in reasons]
+        source = f" (the value of {secret}, not shown)"
+    else:
+        source = f" (read from {from_env[deepest]})" if deepest in from_env else ""
     message = (f"invalid value for '{_dotted(head)}'{source}: "
                + "; or ".join(dict.fromkeys(reasons)))
-    if not is_secret_path(deepest) and isinstance(value, (str, int, float, bool)):
+    if secret is None and not is_secret_path(deepest) \
+            and isinstance(value, (str, int, float, bool)):
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         message += f", got {shown}"
     hint = None
@@ -256,9 +281,18 @@ def _invalid_value(head: KeyPath, errors: list[tuple[KeyPath, dict[str, Any]]],
     literal = [e for _, e in errors if e["type"] == "literal_error"]
     if literal and isinstance(value, str):
         options = re.findall(r"'([^']*)'", literal[0]["ctx"]["expected"])
-        close = difflib.get_close_matches(value, options, n=1)
+        close = difflib.get_close_matches(value, options, n=1) if secret is None else []
         hint = f"did you mean '{close[0]}'?" if close else "one of: " + ", ".join(options)
     return rule("LK202").at(where, message, hint)
+
+
+def _env_secret(from_env: dict[KeyPath, str], path: KeyPath) -> str | None:
+    """`${env:NAME}` when the value at `path` was read from a variable that is set (a
+    secret, never shown, nor a suggestion near it); None for a written value or a default."""
+    reference = env_reference(from_env[path]) if path in from_env else None
+    if reference is None or reference[0] not in os.environ:
+        return None
+    return "${env:" + reference[0] + "}"
 
 
 # Keys users put in the wrong section, after other loaders' vocabulary: where they belong.
@@ -319,16 +353,22 @@ def _get(data: Any, *path: str | int) -> Any:
     return data
 
 
-def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
-    """Rules across fields, on the data with typed `${env:...}` values read (`_typed_env`)."""
+def _cross_field(document: Document, data: dict[str, Any],
+                 from_env: dict[KeyPath, str] | None = None) -> Iterator[Diagnostic]:
+    """Rules across fields, on the data with typed `${env:...}` values read (`_typed_env`);
+    a message shows such a value as its `${env:NAME}` (`from_env`: where they were read)."""
 
     def at(*path: str | int) -> Any:
         return document.locate(path)
 
+    def shown(*path: str | int) -> str:
+        return _env_secret(from_env or {}, path) or str(_get(data, *path))
+
     version = data.get("loaderkit")
     if isinstance(version, int) and not isinstance(version, bool) \
             and version not in SUPPORTED_VERSIONS:
-        yield rule("LK204").at(at("loaderkit"), f"unknown recipe format version {version}",
+        yield rule("LK204").at(at("loaderkit"),
+                               f"unknown recipe format version {shown('loaderkit')}",
                                "this loaderkit reads `loaderkit: 1`")
 
     references = [("transform",), *((*p, "connection_factory") for p in source_paths(data))]
@@ -365,10 +405,11 @@ def _cross_field(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
     rank, world = _get(data, "sampler", "rank"), _get(data, "sampler", "world_size")
     if isinstance(rank, int) and isinstance(world, int) and not 0 <= rank < world:
         yield rule("LK208").at(at("sampler", "rank"),
-                               f"rank {rank} is outside world_size {world}",
+                               f"rank {shown('sampler', 'rank')} is outside world_size "
+                               f"{shown('sampler', 'world_size')}",
                                "ranks count from 0 to world_size - 1")
 
-    yield from _decode_rules(document, data)
+    yield from _decode_rules(document, data, shown("format"))
     yield from _mixture_rules(document, data)
     yield from _split_rules(document, data)
     yield from _filter_rules(document, data)
@@ -474,7 +515,8 @@ def _split_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
                                "the splits share no row: their fractions add up to 1 at most")
 
 
-def _decode_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+def _decode_rules(document: Document, data: dict[str, Any],
+                  format_shown: str) -> Iterator[Diagnostic]:
     decode, columns = data.get("decode"), data.get("columns")
     if not isinstance(decode, dict) or not decode:
         return
@@ -492,7 +534,8 @@ def _decode_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnost
     if isinstance(fmt, str) and fmt not in DECODABLE_FORMATS:
         key = ("format",) if "format" in data else ("decode",)
         yield rule("LK213").at(document.locate(key),
-                               f"format '{fmt}' has no named columns for decode to replace",
+                               f"format {format_shown!r} has no named columns for decode to "
+                               "replace",
                                "use one of: " + ", ".join(DECODABLE_FORMATS))
 
 

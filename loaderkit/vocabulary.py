@@ -8,12 +8,15 @@ list), and nothing here imports torch or lance, so `lint` stays light.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from loaderkit.errors import MissingEnvError
+from loaderkit.errors import Diagnostic, MissingEnvError
 
 FormatName = Literal["arrow", "torch", "torch_col", "numpy", "pandas", "polars", "python",
                      "python_col"]
@@ -102,3 +105,92 @@ def parse_env(value: str) -> EnvValue | None:
 
 def resolve_text(value: Text) -> str:
     return value.resolve() if isinstance(value, EnvValue) else value
+
+
+# --- redaction: the values read through ${env:NAME}, kept out of every text passed on ------
+
+# Values that cannot be told from ordinary words of a message: replacing them would garble
+# the text, and they hold no secret. So do values under REDACT_MIN characters.
+_PLAIN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "none"})
+REDACT_MIN = 4
+
+
+class Redactor:
+    """Replaces each value read from the environment, in any text, by its `${env:NAME}`.
+
+    Built from the references a recipe (or a source spec) holds, in the process that
+    resolved them: a worker builds its own from the values it read. Only a variable that
+    is set is a secret (a default is written in the recipe in clear).
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.values: dict[str, str] = {}  # the text to replace -> the reference shown
+        for name in dict.fromkeys(names):
+            value = os.environ.get(name)
+            if value is None or not _redactable(value):
+                continue
+            shown = "${env:" + name + "}"
+            # Lance names a local path without its leading '/' (an object-store key).
+            forms = (value, value.strip(), value.strip().lstrip("/"), repr(value)[1:-1],
+                     *_url_parts(value.strip()))
+            for form in forms:
+                if _redactable(form):
+                    self.values.setdefault(form, shown)
+        # One pass, longest first: a value that contains another is replaced whole, and no
+        # reference put in is searched again.
+        order = sorted(self.values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, order))) if order else None
+
+    @classmethod
+    def of_data(cls, data: Any) -> Redactor:
+        """For every `${env:NAME}` anywhere in a recipe's data, whole value or not."""
+        return cls(name for text in _strings(data) for name, _ in ENV_REFERENCE.findall(text))
+
+    @classmethod
+    def of_texts(cls, texts: Iterable[Any]) -> Redactor:
+        """For the EnvValues among `texts` (a source spec's uri, options, api key)."""
+        return cls(t.name for t in texts if isinstance(t, EnvValue))
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self.values[m.group(0)], text)
+
+    def diagnostic(self, diagnostic: Diagnostic) -> Diagnostic:
+        hint = self(diagnostic.hint) if diagnostic.hint else diagnostic.hint
+        return dataclasses.replace(diagnostic, message=self(diagnostic.message), hint=hint)
+
+    def diagnostics(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+        return [self.diagnostic(d) for d in diagnostics] if self else list(diagnostics)
+
+
+def _url_parts(value: str) -> list[str]:
+    """The parts of a url an engine quotes apart: an object store's request names the
+    bucket (host) and the key (path, percent-encoded too) of `s3://bucket/key` on their own."""
+    if "://" not in value:
+        return []
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return []
+    path = parts.path.strip("/")
+    return [parts.netloc, path, urllib.parse.quote(path, safe=""), urllib.parse.quote(path)]
+
+
+def _redactable(value: str) -> bool:
+    return len(value) >= REDACT_MIN and value.lower() not in _PLAIN_WORDS
+
+
+def _strings(data: Any) -> Iterable[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+    elif isinstance(data, str):
+        yield data

@@ -108,6 +108,9 @@ CASES = [
         "env-default-not-a-bool", says="got 'maybe'"),
     one("loaderkit: 1\nsource:\n  uri: s3://${env:BUCKET,b}/x\n", "LK105", 3, 8,
         "partial-env-reference"),
+    # An unclosed reference in a number field: one diagnostic, not also LK202 for its type.
+    one(HEAD + "loader:\n  num_workers: ${env:NW\n", "LK105", 5, 16, "unclosed-env-reference",
+        says="not closed"),
     one(f"loaderkit: 1\nsource:\n  uri: ${{env:{UNSET}}}\n", "LK106", 3, 8, "env-unset-at-lint",
         severity="warning"),
     # --- LK2xx: validating --------------------------------------------------------------
@@ -123,6 +126,7 @@ CASES = [
     one("loaderkit: 1\nsource:\n  table: t\n", "LK203", 2, 1, "missing-source-uri",
         says="'uri' in 'source'"),
     one("source:\n  uri: x\n", "LK203", 1, 1, "missing-version", says="'loaderkit'"),
+    one("source:\n  uri: x\n", "LK203", 1, 1, "missing-version-hint", says="`loaderkit: 1`"),
     one("loaderkit: 2\nsource:\n  uri: x\n", "LK204", 1, 12, "unknown-version"),
     one(HEAD + "transform: decode\n", "LK205", 4, 12, "transform-not-module-attribute"),
     one("loaderkit: 1\nsource:\n  uri: x\n  connection_factory: my.mod.open\n", "LK205", 4, 23,
@@ -248,7 +252,7 @@ def expected_file(name: str, tmp_path: Path) -> str:
 def test_diagnostic_is_reported_at_its_location(case: Case, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(UNSET, raising=False)
-    for name in ("WORKERS", "PIN", "BUCKET", "K"):
+    for name in ("WORKERS", "PIN", "BUCKET", "K", "NW"):
         monkeypatch.delenv(name, raising=False)
     diagnostics = run(case, tmp_path)
     file, line, column = case.at

@@ -61,7 +61,7 @@ def test_a_bad_value_is_reported_at_the_reference_at_build(
     path = write("r.yaml", HEAD + "loader:\n  batch_size: ${env:LK_BS}\n")
     problems = front(path)[2]
     assert [where(d)[1:4] for d in problems] == [(5, 15, "LK202")]
-    assert "${env:LK_BS}" in problems[0].message and "'lots'" in problems[0].message
+    assert "${env:LK_BS}" in problems[0].message and "lots" not in str(problems[0])
 
 
 def test_lint_checks_the_defaults_type(write: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import pkgutil
 from typing import Any, ClassVar
 
 from loaderkit.errors import SourceError, UserCodeError
-from loaderkit.runtime.sources.failures import describe, source_error
+from loaderkit.runtime.sources.failures import describe, source_error, unchained
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import EnvValue, Text, resolve_text
 
@@ -95,10 +95,14 @@ def open_source(source: SourceSpec) -> Any:
     """
     try:
         return kind_of(source).open(source)
-    except (SourceError, UserCodeError):
+    except SourceError:
         raise
+    except UserCodeError as exc:  # a factory is handed the uri: what it raises may quote it
+        clean = unchained(exc, exc.__cause__ or exc, source)
+        raise clean from clean.__cause__
     except Exception as exc:  # Lance raises plain ValueError/OSError/RuntimeError
-        raise source_error("cannot open", source, exc) from exc
+        error = source_error("cannot open", source, exc)
+        raise error from error.__cause__
 
 
 def pinned(source: SourceSpec, handle: Any) -> SourceSpec:

@@ -13,10 +13,13 @@ import contextlib
 import re
 import signal
 from collections.abc import Iterator
+from typing import TypeVar
 
 from loaderkit.errors import RuntimeFailure, SourceError, engine_message
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import EnvValue, resolve_text
+from loaderkit.vocabulary import Redactor
+
+E = TypeVar("E", bound=BaseException)
 
 
 def describe(source: SourceSpec) -> str:
@@ -25,27 +28,47 @@ def describe(source: SourceSpec) -> str:
     return f"{where} table {source.table!r}" if source.table else where
 
 
-def _redact(text: str, source: SourceSpec | None) -> str:
-    """`text` with the value of each `${env:...}` of `source` replaced by its reference.
-
-    An engine's message may quote what it was given (a resolved uri, an option);
-    values under 4 characters are left alone, as they cannot be told from ordinary text.
-    """
+def redactor(source: SourceSpec | None) -> Redactor:
+    """Replaces the values of the `${env:...}` settings of `source` (every source of a
+    mixture), as this process read them, by their references (vocabulary.Redactor)."""
     if source is None:
-        return text
-    refs = [source.uri, source.api_key, *source.storage_options.values()]
-    for ref in refs:
-        if isinstance(ref, EnvValue) and ref.is_secret:
-            value = resolve_text(ref)
-            if len(value) >= 4:
-                text = text.replace(value, repr(ref))
-    return text
+        return Redactor(())
+    specs = [source, *(part.source for part in source.parts)]
+    return Redactor.of_texts(t for s in specs
+                             for t in (s.uri, s.api_key, *s.storage_options.values()))
 
 
 def source_error(verb: str, source: SourceSpec | None, exc: BaseException) -> SourceError:
-    """`SourceError("VERB SOURCE: MESSAGE")` for an engine error; chain it with `from exc`."""
+    """`SourceError("VERB SOURCE: MESSAGE")` for an engine error, its message redacted.
+
+    Raise it `from error.__cause__`: that is `exc`, unless the text of `exc` quotes a secret
+    (a traceback, or a worker's, would print it), and then None.
+    """
     where = describe(source) if source is not None else "the source"
-    return SourceError(f"{verb} {where}: {_redact(engine_message(exc), source)}")
+    error = unchained(SourceError(f"{verb} {where}: {engine_message(exc)}"), exc, source)
+    error.reason = redactor(source)(engine_message(exc))
+    return error
+
+
+def unchained(error: E, exc: BaseException, source: SourceSpec | None) -> E:
+    """`error` with its message redacted for `source`; chained to `exc` (its cause) only
+    where the text of `exc` holds no secret."""
+    redact = redactor(source)
+    message = str(error)
+    clean = type(error)(redact(message)) if redact(message) != message else error
+    secret_inside = any(redact(str(e)) != str(e) for e in _chain(exc))
+    clean.__cause__ = None if secret_inside else exc
+    clean.__suppress_context__ = True
+    return clean
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 @contextlib.contextmanager
@@ -67,7 +90,8 @@ def reading(source: SourceSpec | None) -> Iterator[None]:
         crossed = _python_error_inside(exc)
         if crossed is not None:
             raise crossed from exc
-        raise source_error("reading", source, exc) from exc
+        error = source_error("reading", source, exc)
+        raise error from error.__cause__
 
 
 # A Python exception that crossed the engine: Lance runs the signal handlers while it
