@@ -25,7 +25,7 @@ from loaderkit.errors import (
     unique,
 )
 from loaderkit.planning import Plan
-from loaderkit.references import import_reference
+from loaderkit.references import USER_FAILURES, import_reference, user_frames, why_not_imported
 from loaderkit.rules import rule
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import RANDOM_SPLIT
@@ -217,9 +217,8 @@ def _references(plan: Plan) -> list[Diagnostic]:
     for path, reference in references(plan):
         try:
             target = import_reference(reference)
-        except Exception as exc:  # user code: any import-time error is the user's to see
-            problems.append(rule("LK405").at(plan.locate(*path), f"cannot import '{reference}': "
-                                                                 f"{type(exc).__name__}: {exc}"))
+        except USER_FAILURES as exc:  # any import-time error (or exit) is the user's to see
+            problems.append(_not_imported(plan.locate(*path), reference, exc))
             continue
         if type(target).__module__.startswith("lancedb"):
             problems.append(rule("LK405").at(
@@ -233,6 +232,18 @@ def _references(plan: Plan) -> list[Diagnostic]:
                                              f"'{reference}' is a {type(target).__name__}, not "
                                              "a function", "name a function"))
     return problems
+
+
+def _not_imported(where: Location, reference: str, exc: BaseException) -> Diagnostic:
+    """LK405 for a reference whose import raised or exited, with the user's frames."""
+    frames = user_frames(exc)
+    hint = ("a script's top level runs when it is imported: put it under "
+            "`if __name__ == \"__main__\":`"
+            if isinstance(exc, SystemExit) else None)
+    if frames:
+        hint = (f"{hint}\n" if hint else "") + f"in your code:\n{frames}"
+    return rule("LK405").at(where, f"cannot import '{reference}': "
+                                   f"{why_not_imported(reference, exc)}", hint)
 
 
 def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:

@@ -28,7 +28,7 @@ from typing import Any
 from loaderkit.binding import references
 from loaderkit.errors import Diagnostic, RecipeError, engine_message
 from loaderkit.planning import Plan
-from loaderkit.references import import_reference
+from loaderkit.references import USER_FAILURES, import_reference
 from loaderkit.rules import rule
 from loaderkit.runtime.workers import sigint_blocked
 from loaderkit.vocabulary import EnvValue, Redactor
@@ -217,7 +217,7 @@ def _static(plan: Plan, report: SafetyReport) -> list[Diagnostic]:
         where = plan.locate(*path)
         try:
             target = import_reference(reference)
-        except Exception:  # user code: binding reports it (LK405) where it is named
+        except USER_FAILURES:  # user code: binding reports it (LK405) where it is named
             continue
         if not callable(target):
             continue  # binding reports it (LK405), a LanceDB table or connection included

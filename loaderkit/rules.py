@@ -287,7 +287,9 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "columns: [image_emb, prompt]\nformat: torch\n"),
         Rule("LK405", "reference-not-importable", E,
              "`transform` or `connection_factory` names a module or attribute that cannot be "
-             "imported, or an object that is not callable.",
+             "imported (including a module that raises or calls `sys.exit` when imported: a "
+             "script without an `if __name__ == \"__main__\":` guard), or an object that is "
+             "not callable.",
              "Each worker imports it by name; better to learn now than in every worker.",
              _HEAD + _SRC + "transform: my_project.data:decod\n",
              _HEAD + _SRC + "transform: my_project.data:decode\n"),
@@ -327,9 +329,12 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "filter: \"split = 'trian'\"\n",
              _HEAD + _SRC + "filter: \"split = 'train'\"\n"),
         Rule("LK411", "user-code-raised", E,
-             "A `transform` or `connection_factory` raised while `loaderkit build --take` "
-             "pulled batches through the loader. The diagnostic is at the recipe key that "
-             "named the function, and its hint shows the traceback's frames in your own code.",
+             "A `transform` or `connection_factory` raised or called `sys.exit`, or returned "
+             "what it must not (a transform: None; a factory: anything but a LanceDB Table or "
+             "a lance.LanceDataset), while the build opened the source or `loaderkit build "
+             "--take` pulled batches through the loader. The diagnostic is at the recipe key "
+             "that named the function, and its hint shows the traceback's frames in your own "
+             "files (none from the standard library, installed packages or loaderkit).",
              "A wall of worker and loader frames hides the one line that matters; the recipe "
              "key and your frames are what you need to fix it.",
              _HEAD + _SRC + "transform: my_project.data:decode   # raises on some batch\n",

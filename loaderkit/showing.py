@@ -70,7 +70,15 @@ class Throughput:
 
 
 def batch_size_of(batch: Any) -> tuple[int, int]:
-    """(rows, bytes) of a batch in any output format; bytes is 0 where it is unknowable."""
+    """(rows, bytes) of a batch in any output format; bytes is 0 where it is unknowable, and
+    both are 0 for what a transform returned that has no size (a number, an object)."""
+    try:
+        return _measured(batch)
+    except Exception:  # a transform may return anything; counting it must not fail
+        return 0, 0
+
+
+def _measured(batch: Any) -> tuple[int, int]:
     import numpy as np
     import pyarrow as pa
     import torch

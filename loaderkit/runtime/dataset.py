@@ -16,7 +16,7 @@ import torch
 import torch.utils.data
 
 from loaderkit.errors import TransformError
-from loaderkit.references import call_user, import_attr
+from loaderkit.references import call_user, import_attr, returned_wrong
 from loaderkit.runtime.cache import CacheRows, ShuffleCache
 from loaderkit.runtime.chunks import Chunk, HeldChunk, ReadyChunk, fill, one_batch, rebatch
 from loaderkit.runtime.decoding import decode_batch, in_batch
@@ -121,7 +121,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         if reference is None and not decode:
             return chunk
         if reference is not None and self._transform is None:
-            self._transform = import_attr(reference)
+            self._transform = import_attr(reference, TransformError)
         transform = self._transform
         out = []
         for index, batch in enumerate(chunk):
@@ -129,6 +129,9 @@ class ChunkDataset(torch.utils.data.Dataset):
                 batch = decode_batch(batch, decode, self._row_names(ids, index))
             if reference is not None and transform is not None:
                 batch = call_user(TransformError, reference, transform, batch)
+                if batch is None:  # a transform that edits in place and forgets to return
+                    raise returned_wrong(TransformError, reference, batch, "a batch",
+                                         hint="end it with `return batch`")
             out.append(batch)
         return ReadyChunk(out)
 

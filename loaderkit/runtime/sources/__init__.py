@@ -88,6 +88,13 @@ def checkout(obj: Any, version: int | str | None) -> Any:
     return obj
 
 
+def is_source_object(obj: Any) -> bool:
+    """Whether `obj` is what a source opens to: a `lance.LanceDataset` or a LanceDB table."""
+    import lance
+
+    return isinstance(obj, lance.LanceDataset) or hasattr(obj, "take_offsets")
+
+
 def open_source(source: SourceSpec) -> Any:
     """Open the source in this process: a `lance.LanceDataset` or a LanceDB table.
 
@@ -130,11 +137,9 @@ def live_source(obj: Any) -> SourceSpec:
     dataset opened with storage options, which may hold credentials) it is `live`:
     read in this process only.
     """
-    import lance
-
     from loaderkit.runtime.sources.readers import as_lance_dataset
 
-    if not isinstance(obj, lance.LanceDataset) and not hasattr(obj, "take_offsets"):
+    if not is_source_object(obj):
         raise SourceError(f"source= takes a LanceDB Table or a lance.LanceDataset, not a "
                           f"{type(obj).__name__}")
     ds = as_lance_dataset(obj)
@@ -153,8 +158,9 @@ def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Any:
     return reader_for(open_source(source), source, reads_in_flight)
 
 
-__all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "kind_of", "live_source",
-           "open_reader", "open_source", "pin_version", "pinned", "storage_options"]
+__all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "is_source_object",
+           "kind_of", "live_source", "open_reader", "open_source", "pin_version", "pinned",
+           "storage_options"]
 
 # Each module of this package that defines a source kind registers it when imported.
 for _module in pkgutil.iter_modules(__path__):
