@@ -19,6 +19,7 @@ import pyarrow as pa
 from loaderkit import sql
 from loaderkit.errors import (
     Diagnostic,
+    Location,
     UserCodeError,
     engine_message,
     inside_value,
