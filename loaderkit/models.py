@@ -119,9 +119,12 @@ class Sampler(Section):
     cache_mb: int | None = Field(None, ge=1, description="shuffle/cache: the memory budget; "
                                                           "larger data is refused.")
     uneven: UnevenPolicy = Field(
-        "allow", description="Without drop_last, when rows do not divide among ranks: allow "
-                             "ranks to differ by the remainder, or pad by repeating rows so all "
-                             "ranks take equal steps.")
+        "split", description="With several ranks, when the rows do not fill whole steps "
+                             "(docs/ddp.md). split: the last rows are split over the ranks, so "
+                             "every rank takes the same number of batches and no row comes "
+                             "twice (the last batches are smaller); allow: whole batches in "
+                             "turn, the ranks may differ by a batch; pad: whole steps, the "
+                             "epoch's first rows again.")
 
 
 class Loader(Section):
