@@ -110,22 +110,25 @@ def _equal_steps(plan: Plan, universe: Universe) -> list[Diagnostic]:
     """LK414 where a rank would take no step in an epoch, or where the default cannot give
     every rank the same number of steps without a row twice; LK407 where `uneven: allow`
     lets the ranks' steps differ."""
-    if universe.size == 0:  # LK410 says so
-        return []
     spec = plan.sampler
+    whole = _per_rank(universe, replace(spec, world_size=1, uneven="allow"),
+                      replace(plan.loader, drop_last=False))[0][0]
+    if whole == 0:  # nothing selected, or a mixture's empty source ends it: LK410 says so
+        return []
     ranks = _per_rank(universe, spec, plan.loader)
     steps = [b for _, b in ranks]
     if _equal(steps):
         return []
-    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)" for r, (n, b) in enumerate(ranks))
-    fixes = _fixes(plan, universe)
+    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)" for r, (n, b) in enumerate(ranks[:8]))
+    shares += f", and {len(ranks) - 8} more ranks" if len(ranks) > 8 else ""
+    fixes = _fixes(plan, universe, whole)
     hint = ", or ".join(fixes) if fixes else None
     what = f"'{spec.type}' over {spec.world_size} rank{'s' if spec.world_size > 1 else ''}"
     if min(steps) == 0:
         empty = [r for r, b in enumerate(steps) if b == 0]
         who = "every rank" if len(empty) == len(steps) else \
             "rank " + ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
-        key, why = _why_empty(plan, universe.size)
+        key, why = _why_empty(plan, whole)
         return [rule("LK414").at(plan.locate(*_key(plan, key)),
                                  f"{what} leaves {who} with no batch in an epoch ({why}): "
                                  f"{shares}", hint)]
@@ -142,6 +145,9 @@ def _equal_steps(plan: Plan, universe: Universe) -> list[Diagnostic]:
 def _why_empty(plan: Plan, rows: int) -> tuple[tuple[str, str], str]:
     """(the key of the setting that leaves a rank empty, why), for the message."""
     spec, loader = plan.sampler, plan.loader
+    if loader.drop_last and spec.type == "sharded_fragment":
+        return ("loader", "drop_last"), ("drop_last keeps the smallest rank's whole batches, "
+                                         "and a rank has fewer rows than one batch")
     if loader.drop_last:
         return ("loader", "drop_last"), (f"drop_last keeps whole steps of {loader.batch_size} "
                                          f"x {spec.world_size} rows; the epoch has {rows}")
@@ -161,12 +167,12 @@ def _key(plan: Plan, key: tuple[str, str]) -> tuple[str, ...]:
     return ("sampler",)
 
 
-def _fixes(plan: Plan, universe: Universe) -> list[str]:
+def _fixes(plan: Plan, universe: Universe, rows: int) -> list[str]:
     """The settings that would give every rank the same number of batches, none empty, each
     checked with the runtime's own samplers (a hint never suggests one that empties a
     rank), best first."""
     spec, settings = plan.sampler, plan.loader
-    rows, world = universe.size, spec.world_size
+    world = spec.world_size
     candidates: list[tuple[str, SamplerSpec, LoaderSpec]] = []
     if settings.drop_last or spec.uneven != "split":
         default = "loader.drop_last: false" if settings.drop_last else \
@@ -185,9 +191,10 @@ def _fixes(plan: Plan, universe: Universe) -> list[str]:
     if settings.drop_last and 0 < smaller < settings.batch_size:
         candidates.append((f"set loader.batch_size: {smaller} or less", spec,
                            replace(settings, batch_size=smaller)))
-    if spec.uneven != "pad":
-        candidates.append(("set sampler.uneven: pad (it repeats rows)", replace(spec, uneven="pad"),
-                           settings))
+    if spec.uneven != "pad" or settings.drop_last:
+        also = " and loader.drop_last: false" if settings.drop_last else ""
+        candidates.append((f"set sampler.uneven: pad{also} (it repeats rows)",
+                           replace(spec, uneven="pad"), replace(settings, drop_last=False)))
     fixes = []
     for text, sampler, loader in candidates:
         if _equal([b for _, b in _per_rank(universe, sampler, loader)]):

@@ -8,14 +8,16 @@ independent of the worker count and lets a resume go straight to a position.
 Most samplers (`GlobalSampler`) define one *global order* of the epoch from
 (seed, epoch), computed lazily piece by piece (a keyed permutation, blocks in a
 permuted order), so that planning costs the same for a million rows as for a
-billion. Ranks take its batches in turn: global batch J (`batch_size` rows) goes
-to rank J % world_size, so global step k (batch_size x world_size rows) holds the
-same rows at every world size, and a resume at another world size, worker count
-or batch size deals the rows no rank delivered. An epoch in progress is the
-`Ranges` of the global order still to deliver.
+billion. Ranks take its batches in turn: global batch J goes to rank J % world_size;
+every whole step (batch_size x world_size rows) holds the same rows at every world
+size, and by default the rows after the last whole step are split over the ranks so
+that every rank takes the same number of steps (`dealing.py`). A resume at another
+world size, worker count or batch size deals the rows no rank delivered. An epoch
+in progress is the `Ranges` of the global order still to deliver.
 
 `sharded_fragment` (`RankSampler`) deals whole fragments; its order belongs to
-each rank and resumes only at the same world size.
+each rank and resumes only at the same world size. By default each rank cuts its
+rows into as many batches as the largest rank takes.
 
 Each module defines one `Sampler` subclass with a `name` from
 `vocabulary.SAMPLER_TYPES`; defining it registers it (docs/architecture.md).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import math
 import pkgutil
 from collections.abc import Iterator
 from typing import ClassVar
