@@ -258,11 +258,13 @@ class GlobalSampler(Sampler):
         """Universe positions of this rank's batches `batches` (indices along `remaining`)."""
         deal, size = self.deal(remaining), self.batch_size
         whole = len(range(batches.start, min(batches.stop, deal.full), batches.step))
-        starts = np.arange(whole, dtype=np.int64) * batches.step + batches.start
-        parts = [(starts[:, None] * size + np.arange(size, dtype=np.int64)).ravel()]
+        parts = []
+        if whole:  # (a batch_size far beyond the rows makes only a tail batch)
+            starts = np.arange(whole, dtype=np.int64) * batches.step + batches.start
+            parts.append((starts[:, None] * size + np.arange(size, dtype=np.int64)).ravel())
         parts += [np.arange(deal.start(j), deal.start(j + 1), dtype=np.int64)
                   for j in batches[whole:]]  # the tail's batches: a few per rank
-        rows = np.concatenate(parts)
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return self.global_at(epoch, self._global_index(epoch, remaining, rows))
 
     def _groups(self, remaining: Ranges, per_batch: bool) -> Iterator[range]:
