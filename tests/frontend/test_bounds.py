@@ -59,7 +59,7 @@ def test_a_value_out_of_bounds_is_lk202_at_the_value(write: Any, body: str, valu
     assert (problem.code, problem.line, problem.column) == ("LK202", line, column)
 
 
-@pytest.mark.parametrize("weight", [".inf", "-.inf", ".nan", "0", "1e16"])
+@pytest.mark.parametrize("weight", [".inf", "-.inf", ".nan", "0", "1.0e+16"])
 def test_a_mixture_weight_is_finite_above_zero(write: Any, weight: str) -> None:
     body = ("sources:\n  a: {uri: a.lance, weight: " + weight + "}\n"
             "  b: {uri: b.lance, weight: 1}\n")
