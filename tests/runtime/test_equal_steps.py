@@ -203,3 +203,20 @@ def test_allow_and_pad_stay_what_they_were(lance_uri: str, uneven: str) -> None:
     # 1097 rows: 68 batches of 16 and one of 9, dealt in turn; pad fills the last step.
     expected = [368, 368, 361] if uneven == "allow" else [368, 368, 368]
     assert [len(r) for r in ranks] == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=layouts, ws=st.integers(2, 6), bs=st.integers(2, 9), kind=st.sampled_from(KINDS),
+       limit=st.integers(1, 300))
+def test_a_limit_is_dealt_in_equal_steps_with_each_row_once(
+        rows: list[int], ws: int, bs: int, kind: dict[str, Any], limit: int) -> None:
+    u = universe(rows)
+    spec = {**kind, "limit": limit}
+    whole = np.concatenate([*epoch_batches(u, spec, 1, 0, bs), np.zeros(0, np.int64)])
+    ranks = all_ranks(u, spec, ws, bs)
+    got = np.concatenate([b for rank in ranks for b in rank] or [np.zeros(0, np.int64)])
+    assert len(whole) == min(limit, u.size) and np.array_equal(np.sort(got), np.sort(whole))
+    # The epoch's fragments: the first `limit` rows of dataset order.
+    capped = [max(0, min(n, limit - sum(rows[:i]))) for i, n in enumerate(rows)]
+    if len(whole) and splits_equally(capped, ws, bs, kind):
+        assert len({len(rank) for rank in ranks}) == 1

@@ -51,8 +51,8 @@ class Deal:
 
     def start(self, j: int) -> int:
         """Where batch `j` starts along the order (`covered` past the last batch)."""
-        if j <= self.full:
-            return j * self.batch
+        if j <= self.full or not self.tail:
+            return min(j, self.full) * self.batch
         i = min(j, self.count) - self.full
         q, m = divmod(self.tail_rows, self.tail)
         return self.full * self.batch + i * q + min(i, m)
@@ -61,6 +61,8 @@ class Deal:
         """The first batch that starts at or after `row`."""
         if row <= self.full * self.batch:
             return -(-row // self.batch)
+        if not self.tail:
+            return self.count
         x = row - self.full * self.batch
         q, m = divmod(self.tail_rows, self.tail)
         i = -(-x // (q + 1)) if x <= m * (q + 1) else m + -(-(x - m * (q + 1)) // max(q, 1))
