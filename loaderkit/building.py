@@ -44,7 +44,9 @@ def build(plan: Plan, handle: Any = None) -> tuple[RecipeLoader | None, list[Dia
 def _show_rows(plan: Plan, universe: Universe, loader: RecipeLoader) -> None:
     """Rows per source (and each source's share of the mixture) and per split, in the graph."""
     plan.node("columns").settings["rows"] = universe.size
-    plan.node("loader").settings["rows_per_epoch_on_this_rank"] = loader.row_sampler.rows()
+    settings = plan.node("loader").settings
+    settings["rows_per_epoch_on_this_rank"] = loader.row_sampler.rows()
+    settings["batches_per_epoch_on_this_rank"] = len(loader)  # equal on every rank (LK414)
     mixture = universe.mixture
     if mixture is not None:
         total = sum(w for w, n in zip(mixture.weights, mixture.sizes, strict=True) if n)

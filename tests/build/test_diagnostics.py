@@ -216,6 +216,28 @@ def test_rows_that_do_not_divide_across_ranks_take_equal_steps_by_default(
     assert len(compiled.loader) == 6
 
 
+def test_build_shows_the_same_batches_on_every_rank(write_recipe: Write,
+                                                    tmp_path: Path) -> None:
+    # The case: 500 rows over 4 ranks at batch 100 (it gave rank 0 two batches and
+    # ranks 1-3 one); now each rank takes a batch of 100 and one of 25.
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": list(range(500))}), str(tmp_path / "five.lance"),
+                        max_rows_per_file=120)
+    shown = []
+    for rank in range(4):
+        path = write_recipe(f"loaderkit: 1\nsource:\n  uri: {tmp_path / 'five.lance'}\n"
+                            f"sampler:\n  rank: {rank}\n  world_size: 4\n"
+                            "loader:\n  batch_size: 100\n")
+        compiled = compile_recipe(path, probe=False)
+        assert compiled.diagnostics == []
+        settings = compiled.plan.node("loader").settings
+        shown.append((settings["batches_per_epoch_on_this_rank"],
+                      settings["rows_per_epoch_on_this_rank"]))
+    assert shown == [(2, 125)] * 4
+
+
 def test_rows_that_divide_across_ranks_do_not_warn_lk407(write_recipe: Write) -> None:
     path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: full_scan\n  rank: 1\n"
                                          "  world_size: 3\n")
