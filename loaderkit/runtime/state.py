@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from loaderkit.errors import ResumeError
-from loaderkit.runtime.samplers.dealing import deal
+from loaderkit.runtime.samplers.dealing import Deal, deal
 from loaderkit.runtime.samplers.ordering import Ranges, drop, total
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 
@@ -163,7 +163,7 @@ def left_of(state: Mapping[str, Any], recorded: dict[str, Any],
     return epoch, drop(remaining, [(0, rows)])
 
 
-def _deal_of(state: Mapping[str, Any], remaining: Ranges) -> Any:
+def _deal_of(state: Mapping[str, Any], remaining: Ranges) -> Deal:
     """How the saved run dealt `remaining` (a sampler with a global order)."""
     return deal(total(remaining), int(state["batch_size"]), int(state["world_size"]),
                 bool(state["drop_last"]), str(state["uneven"]))
