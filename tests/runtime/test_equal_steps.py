@@ -189,9 +189,9 @@ def test_sharded_fragment_cuts_smaller_ranks_into_smaller_batches(tmp_path: Any)
     # Fragments of 157 rows (the last 155): over 2 ranks, 4 fragments (626 rows) and 3
     # (471 rows). At batch 100 the larger rank takes 7 batches, so the smaller one does too:
     # as many whole batches as it can, then its last 71 rows in 3.
-    ranks = [list(build(write_dataset(tmp_path / "d.lance") if r == 0 else
-                        str(tmp_path / "d.lance"), type="sharded_fragment", rank=r,
-                        world_size=2, batch_size=100)) for r in range(2)]
+    uri = write_dataset(tmp_path / "d.lance")
+    ranks = [list(build(uri, type="sharded_fragment", rank=r, world_size=2, batch_size=100))
+             for r in range(2)]
     sizes = [[len(b["id"]) for b in batches] for batches in ranks]
     assert sizes == [[100] * 6 + [26], [100] * 4 + [24, 24, 23]]
 

@@ -187,3 +187,31 @@ def test_exact_shuffle_delivers_the_keyed_permutation_in_order(lance_uri: str) -
 
     got = ids_of(build(lance_uri, type="shuffle", mode="exact", seed=21))
     assert np.array_equal(got, Permutation(ROWS, (21, 0))(np.arange(ROWS)))
+
+
+# --- what pylance's own sampler tests expect of the samplers of the same names -------------
+
+@pytest.fixture(scope="module")
+def twenty_files(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """2,000 rows in 20 files of 100 (pylance's test_sample_fragments / _batches data)."""
+    return write_dataset(tmp_path_factory.mktemp("pylance") / "ids.lance", 2000,
+                         fragment_rows=100)
+
+
+def test_sharded_fragment_reads_the_ranks_fragments_in_order_as_pylance(
+        twenty_files: str) -> None:
+    got = ids_of(build(twenty_files, type="sharded_fragment", rank=1, world_size=2,
+                       batch_size=25))
+    assert got.tolist() == [i for i in range(2000) if i // 100 % 2 == 1]
+
+
+def test_sharded_batch_takes_every_other_batch_as_pylance(twenty_files: str) -> None:
+    loader = build(twenty_files, type="sharded_batch", rank=1, world_size=2, batch_size=25)
+    batches = [b["id"].tolist() for b in loader]
+    assert [i for b in batches for i in b] == [i for i in range(2000) if i // 25 % 2 == 1]
+    assert {len(b) for b in batches} == {25} and len(loader) == len(batches) == 40
+
+
+def test_full_scan_reads_every_row_in_order_as_pylance(twenty_files: str) -> None:
+    assert ids_of(build(twenty_files, type="full_scan", batch_size=25)).tolist() == \
+        list(range(2000))
