@@ -128,7 +128,8 @@ def _equal_steps(plan: Plan, universe: Universe) -> list[Diagnostic]:
     what = f"'{spec.type}' over {spec.world_size} rank{'s' if spec.world_size > 1 else ''}"
     if min(steps) == 0:
         empty = [r for r, b in enumerate(steps) if b == 0]
-        who = "every rank" if len(empty) == len(steps) else \
+        who = "its only rank" if len(steps) == 1 else "every rank" \
+            if len(empty) == len(steps) else \
             "rank " + ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
         key, why = _why_empty(plan, whole)
         return [rule("LK414").at(plan.locate(*_key(plan, key)),
@@ -151,8 +152,10 @@ def _why_empty(plan: Plan, rows: int) -> tuple[tuple[str, str], str]:
         return ("loader", "drop_last"), ("drop_last keeps the smallest rank's whole batches, "
                                          "and a rank has fewer rows than one batch")
     if loader.drop_last:
-        return ("loader", "drop_last"), (f"drop_last keeps whole steps of {loader.batch_size} "
-                                         f"x {spec.world_size} rows; the epoch has {rows}")
+        step = f"{loader.batch_size} x {spec.world_size}" if spec.world_size > 1 else \
+            str(loader.batch_size)
+        return ("loader", "drop_last"), (f"drop_last keeps whole steps of {step} rows; the "
+                                         f"epoch has {rows}")
     if spec.type == "sharded_fragment":
         return ("sampler", "type"), "it deals whole fragments, and a rank has too few rows"
     if spec.uneven == "allow":
@@ -193,7 +196,7 @@ def _fixes(plan: Plan, universe: Universe, rows: int) -> list[str]:
     if settings.drop_last and 0 < smaller < settings.batch_size:
         candidates.append((f"set loader.batch_size: {smaller} or less", spec,
                            replace(settings, batch_size=smaller)))
-    if spec.uneven != "pad" or settings.drop_last:
+    if world > 1 and (spec.uneven != "pad" or settings.drop_last):
         also = " and loader.drop_last: false" if settings.drop_last else ""
         candidates.append((f"set sampler.uneven: pad{also} (it repeats rows)",
                            replace(spec, uneven="pad"), replace(settings, drop_last=False)))
