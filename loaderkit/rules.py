@@ -290,8 +290,9 @@ RULES: dict[str, Rule] = {
              "Under DDP the rank with fewer batches leaves the others waiting at the last "
              "all-reduce forever.",
              _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n"
-             "  uneven: allow\n",
-             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n"),
+             "  uneven: allow\nloader:\n  batch_size: 64\n",
+             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n"
+             "loader:\n  batch_size: 64\n"),
         Rule("LK408", "workers-without-transform", W,
              "`num_workers > 0` with no `transform` and no `decode`: the workers only read "
              "and ship batches.",
