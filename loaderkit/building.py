@@ -15,6 +15,7 @@ from loaderkit.planning import Plan
 from loaderkit.rules import rule
 from loaderkit.runtime import CacheBudgetError, RuntimeFailure, make_loader
 from loaderkit.runtime.loader import RecipeLoader
+from loaderkit.runtime.spec import LoaderSpec, SamplerSpec
 from loaderkit.runtime.universe import Universe
 
 
@@ -36,15 +37,16 @@ def build(plan: Plan, handle: Any = None) -> tuple[RecipeLoader | None, list[Dia
     universe = loader.row_sampler.universe
     _show_rows(plan, universe, loader)
     problems = _empty(plan, universe)
-    if plan.sampler.world_size > 1:
-        problems += _uneven_ranks(plan, loader)
+    problems += _equal_steps(plan, universe)
     return loader, problems
 
 
 def _show_rows(plan: Plan, universe: Universe, loader: RecipeLoader) -> None:
     """Rows per source (and each source's share of the mixture) and per split, in the graph."""
     plan.node("columns").settings["rows"] = universe.size
-    plan.node("loader").settings["rows_per_epoch_on_this_rank"] = loader.row_sampler.rows()
+    settings = plan.node("loader").settings
+    settings["rows_per_epoch_on_this_rank"] = loader.row_sampler.rows()
+    settings["batches_per_epoch_on_this_rank"] = len(loader)  # equal on every rank (LK414)
     mixture = universe.mixture
     if mixture is not None:
         total = sum(w for w, n in zip(mixture.weights, mixture.sizes, strict=True) if n)
@@ -85,33 +87,123 @@ def _empty(plan: Plan, universe: Universe) -> list[Diagnostic]:
     return [rule("LK410").at(plan.locate(*key), "the source has no rows: every epoch is empty")]
 
 
-def rows_per_rank(plan: Plan, loader: RecipeLoader) -> list[int]:
-    """Rows each rank reads in an epoch, computed by the runtime's own sampler."""
+def _per_rank(universe: Universe, sampler: SamplerSpec, loader: LoaderSpec
+              ) -> list[tuple[int, int]]:
+    """(rows, batches) of each rank in an epoch under `sampler` and `loader`, computed by the
+    runtime's own samplers."""
     from loaderkit.runtime.samplers import make_sampler
 
-    # Row counts do not depend on the order: plan a shuffle as the full scan it permutes,
+    # Counts do not depend on the order: plan a shuffle as the full scan it permutes,
     # which costs O(ranges) instead of a permutation of every row per rank.
-    kind = "full_scan" if plan.sampler.type == "shuffle" else plan.sampler.type
-    universe = loader.row_sampler.universe
-    return [make_sampler(replace(plan.sampler, type=kind, rank=r), universe,
-                         plan.loader.batch_size, plan.loader.drop_last).rows()
-            for r in range(plan.sampler.world_size)]
+    kind = "full_scan" if sampler.type == "shuffle" else sampler.type
+    out = []
+    for r in range(sampler.world_size):
+        ranked = make_sampler(replace(sampler, type=kind, rank=r), universe,
+                              loader.batch_size, loader.drop_last)
+        out.append((ranked.rows(), ranked.batches()))
+    return out
 
 
-def _uneven_ranks(plan: Plan, loader: RecipeLoader) -> list[Diagnostic]:
-    rows = rows_per_rank(plan, loader)
-    if len(set(rows)) <= 1:
+def _equal(steps: list[int]) -> bool:
+    return min(steps) > 0 and len(set(steps)) == 1
+
+
+def _equal_steps(plan: Plan, universe: Universe) -> list[Diagnostic]:
+    """LK414 where a rank would take no step in an epoch, or where the default cannot give
+    every rank the same number of steps without a row twice; LK407 where `uneven: allow`
+    lets the ranks' steps differ."""
+    spec = plan.sampler
+    whole = _per_rank(universe, replace(spec, world_size=1, uneven="allow"),
+                      replace(plan.loader, drop_last=False))[0][0]
+    if whole == 0:  # nothing selected, or a mixture's empty source ends it: LK410 says so
         return []
-    size = plan.loader.batch_size
-    batches = [-(-n // size) for n in rows]
-    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)"
-                       for r, (n, b) in enumerate(zip(rows, batches, strict=True)))
-    key = ("sampler", "type") if plan.sampler.type == "sharded_fragment" else \
-        ("sampler", "world_size")
-    steps = "and different numbers of batches" if len(set(batches)) > 1 else \
-        "(the same number of batches, but a short last batch on some)"
-    return [rule("LK407").at(plan.locate(*key),
-                             f"'{plan.sampler.type}' over {plan.sampler.world_size} ranks gives "
-                             f"them unequal rows {steps}: {shares}",
-                             "set loader.drop_last: true, or sampler.uneven: pad, so every rank "
-                             "takes the same number of steps")]
+    ranks = _per_rank(universe, spec, plan.loader)
+    steps = [b for _, b in ranks]
+    if _equal(steps):
+        return []
+    shares = ", ".join(f"rank {r}: {n} rows ({b} batches)" for r, (n, b) in enumerate(ranks[:8]))
+    shares += f", and {len(ranks) - 8} more ranks" if len(ranks) > 8 else ""
+    fixes = _fixes(plan, universe, whole)
+    hint = ", or ".join(fixes) if fixes else None
+    what = f"'{spec.type}' over {spec.world_size} rank{'s' if spec.world_size > 1 else ''}"
+    if min(steps) == 0:
+        empty = [r for r, b in enumerate(steps) if b == 0]
+        who = "its only rank" if len(steps) == 1 else "every rank" \
+            if len(empty) == len(steps) else \
+            "rank " + ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
+        key, why = _why_empty(plan, whole)
+        return [rule("LK414").at(plan.locate(*_key(plan, key)),
+                                 f"{what} leaves {who} with no batch in an epoch ({why}): "
+                                 f"{shares}", hint)]
+    if spec.uneven == "allow":
+        return [rule("LK407").at(plan.locate(*_key(plan, ("sampler", "uneven"))),
+                                 f"{what} with uneven: allow gives the ranks different numbers "
+                                 f"of batches: {shares}", hint)]
+    key = ("sampler", "type") if spec.type == "sharded_fragment" else ("loader", "batch_size")
+    return [rule("LK414").at(plan.locate(*_key(plan, key)),
+                             f"{what} cannot give every rank the same number of batches "
+                             f"without delivering a row twice: {shares}", hint)]
+
+
+def _why_empty(plan: Plan, rows: int) -> tuple[tuple[str, str], str]:
+    """(the key of the setting that leaves a rank empty, why), for the message."""
+    spec, loader = plan.sampler, plan.loader
+    if loader.drop_last and spec.type == "sharded_fragment":
+        return ("loader", "drop_last"), ("drop_last keeps the smallest rank's whole batches, "
+                                         "and a rank has fewer rows than one batch")
+    if loader.drop_last:
+        step = f"{loader.batch_size} x {spec.world_size}" if spec.world_size > 1 else \
+            str(loader.batch_size)
+        return ("loader", "drop_last"), (f"drop_last keeps whole steps of {step} rows; the "
+                                         f"epoch has {rows}")
+    if spec.type == "sharded_fragment":
+        return ("sampler", "type"), "it deals whole fragments, and a rank has too few rows"
+    if spec.uneven == "allow":
+        return ("sampler", "uneven"), "uneven: allow deals whole batches in turn"
+    return ("sampler", "world_size"), f"{rows} rows are fewer than the ranks"
+
+
+def _key(plan: Plan, key: tuple[str, str]) -> tuple[str, ...]:
+    """`key` where the recipe sets it, else the sampler's world size (where a rank count
+    comes from), else the sampler."""
+    for found in (key, ("sampler", "world_size"), ("sampler", "type")):
+        if found in plan.document.values:
+            return found
+    return ("sampler",)
+
+
+def _fixes(plan: Plan, universe: Universe, rows: int) -> list[str]:
+    """The settings that would give every rank the same number of batches, none empty, each
+    checked with the runtime's own samplers (a hint never suggests one that empties a
+    rank), best first."""
+    spec, settings = plan.sampler, plan.loader
+    world = spec.world_size
+    candidates: list[tuple[str, SamplerSpec, LoaderSpec]] = []
+    if settings.drop_last or spec.uneven != "split":
+        default = "loader.drop_last: false" if settings.drop_last else \
+            "sampler.uneven: split (the default)"
+        candidates.append(("set " + default, replace(spec, uneven="split"),
+                           replace(settings, drop_last=False)))
+    if spec.type == "sharded_fragment":
+        candidates.append(("set sampler.type: sharded_batch (it deals batches, not fragments)",
+                           replace(spec, type="sharded_batch"), settings))
+    if settings.batch_size == 1:
+        candidates.append(("set loader.batch_size: 2 or more", spec,
+                           replace(settings, batch_size=2)))
+    if not settings.drop_last:
+        candidates.append(("set loader.drop_last: true", spec, replace(settings, drop_last=True)))
+    smaller = rows // max(1, world)
+    if settings.drop_last and 0 < smaller < settings.batch_size:
+        candidates.append((f"set loader.batch_size: {smaller} or less", spec,
+                           replace(settings, batch_size=smaller)))
+    if world > 1 and (spec.uneven != "pad" or settings.drop_last):
+        also = " and loader.drop_last: false" if settings.drop_last else ""
+        candidates.append((f"set sampler.uneven: pad{also} (it repeats rows)",
+                           replace(spec, uneven="pad"), replace(settings, drop_last=False)))
+    fixes = []
+    for text, sampler, loader in candidates:
+        if _equal([b for _, b in _per_rank(universe, sampler, loader)]):
+            fixes.append(text)
+    if rows < world:
+        fixes.append(f"run at most {rows} ranks")
+    return fixes

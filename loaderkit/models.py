@@ -24,6 +24,19 @@ from loaderkit.vocabulary import (
     UnevenPolicy,
 )
 
+# Bounds of the numeric keys, checked offline (lint) and shown in the schema and the
+# reference. Each is far beyond any sensible value and keeps the runtime's arithmetic exact.
+SEED_MAX = 2**64 - 1  # seeds feed numpy's SeedSequence and a 64-bit keyed permutation
+ROWS_MAX = 2**63 - 1  # row counts and Lance versions are 64-bit
+BATCH_MAX = 2**31 - 1  # rows in one batch, read and converted at once
+RANKS_MAX = 2**20  # ranks of one job (the largest clusters have ~10^5 devices)
+WORKERS_MAX = 1024  # DataLoader processes per rank: each one is a Python interpreter
+IN_FLIGHT_MAX = 1024  # reads, batches or chunks a process keeps ahead
+CACHE_MB_MAX = 2**30  # an in-memory cache of 1 PB is never meant
+PIXELS_MAX = 65535  # an image side: JPEG's own limit
+TIMEOUT_MAX = 7 * 24 * 3600.0  # a week; 0 means forever
+WEIGHT_MAX = 1e15  # room for weights given as token counts
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
@@ -45,7 +58,7 @@ class Source(Section):
                             examples=["data/train.lance"])
     table: str | None = Field(None, description="Table name; makes `uri` a LanceDB database.",
                               examples=["train"])
-    version: int | str | None = Field(
+    version: Annotated[int, Field(ge=1, le=ROWS_MAX)] | str | None = Field(
         None, description="Pin to a version number or tag. Unpinned recipes are pinned to the "
                           "current version at build time.", examples=[12])
     storage_options: dict[str, str | int | float | bool] = Field(
@@ -74,8 +87,9 @@ class MixtureSource(Source):
     # A mixture's sources each name their data; `live` is `source`'s alone.
     live: SkipJsonSchema[bool] = False
 
-    weight: float = Field(1.0, gt=0, description="Its share of the mixture, relative to the "
-                                                 "other sources' weights.", examples=[3])
+    weight: float = Field(1.0, gt=0, le=WEIGHT_MAX, allow_inf_nan=False,
+                          description="Its share of the mixture, relative to the other "
+                                      "sources' weights: a finite number above 0.", examples=[3])
     filter: str | None = Field(None, description="A SQL predicate for this source, ANDed with "
                                                  "the recipe's `filter`.",
                                examples=["lang = 'en'"])
@@ -97,8 +111,11 @@ class Splits(Section):
                                 "so rows appended later never move existing rows; or `random` "
                                 "(reproducible from the seed, not stable under appends).",
                     examples=["id"])
-    seed: int = Field(0, description="Mixed into the hash: another seed, another assignment.")
-    fractions: dict[str, float] = Field(
+    seed: int = Field(0, ge=0, le=SEED_MAX,
+                      description="Mixed into the hash: another seed, another assignment.")
+    # Bounds in the schema only: LK215 checks them, with the sum, in one diagnostic.
+    fractions: dict[str, Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0,
+                                                                   "maximum": 1})]] = Field(
         description="Split name -> fraction of the rows (each > 0, at most 1 in all).",
         examples=[{"train": 0.9, "val": 0.05, "test": 0.05}])
 
@@ -112,59 +129,70 @@ class Sampler(Section):
                                  "i % world_size, so step k holds the same rows at every world "
                                  "size; sharded_batch: the same as full_scan; sharded_fragment: "
                                  "whole fragments per rank.")
-    seed: int = Field(0, description="Shuffle seed; with the epoch it fixes the order.")
-    rank: int | Literal["auto"] = Field(
+    seed: int = Field(0, ge=0, le=SEED_MAX,
+                      description="Shuffle seed; with the epoch it fixes the order.")
+    rank: Annotated[int, Field(ge=0, le=RANKS_MAX - 1)] | Literal["auto"] = Field(
         "auto", description="This process's rank, or auto (torchrun / torch.distributed; 0 "
                             "when not distributed).")
-    world_size: int | Literal["auto"] = Field("auto", description="Number of ranks, or auto.")
+    world_size: Annotated[int, Field(ge=1, le=RANKS_MAX)] | Literal["auto"] = Field(
+        "auto", description="Number of ranks, or auto.")
     mode: ShuffleMode = Field(
         "block", description="shuffle only. block: random order of small contiguous blocks, "
                              "shuffled inside large chunks (fast, memory-bounded); exact: a true "
                              "per-row permutation; cache: hold the columns in memory (see "
                              "cache_mb).")
     block_rows: int | None = Field(
-        None, ge=1, description="shuffle/block: rows per contiguous block, each one read (a "
+        None, ge=1, le=BATCH_MAX,
+        description="shuffle/block: rows per contiguous block, each one read (a "
                                 "request on an object store). Smaller blocks mix better, larger "
                                 "ones cost fewer reads. null: 128 on local disk, 4096 on an "
                                 "object store (docs/performance.md).", examples=[128])
     chunk_rows: int | None = Field(
-        None, ge=1, description="Rows read per Lance call and shuffled together (rounded to "
+        None, ge=1, le=BATCH_MAX,
+        description="Rows read per Lance call and shuffled together (rounded to "
                                 "whole batches). Unset: 65536; shuffle block 131072, shuffle "
                                 "exact ~128 MB of the selected columns, cache 16384.",
         examples=[65536])
-    cache_mb: int | None = Field(None, ge=1, description="shuffle/cache: the memory budget; "
-                                                          "larger data is refused.")
+    cache_mb: int | None = Field(None, ge=1, le=CACHE_MB_MAX,
+                                 description="shuffle/cache: the memory budget; larger data is "
+                                             "refused.")
     uneven: UnevenPolicy = Field(
-        "allow", description="Without drop_last, when rows do not divide among ranks: allow "
-                             "ranks to differ by the remainder, or pad by repeating rows so all "
-                             "ranks take equal steps.")
+        "split", description="With several ranks, when the rows do not fill whole steps "
+                             "(docs/ddp.md). split: the last rows are split over the ranks, so "
+                             "every rank takes the same number of batches and no row comes "
+                             "twice (the last batches are smaller); allow: whole batches in "
+                             "turn, the ranks may differ by a batch; pad: whole steps, the "
+                             "epoch's first rows again.")
 
 
 class Loader(Section):
     """torch.utils.data.DataLoader settings; each defaults to DataLoader's own default."""
 
-    batch_size: int = Field(1, ge=1, description="Rows per batch.", examples=[128])
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 reads in the "
-                                                  "main process.", examples=[4])
+    batch_size: int = Field(1, ge=1, le=BATCH_MAX, description="Rows per batch.", examples=[128])
+    num_workers: int = Field(0, ge=0, le=WORKERS_MAX,
+                             description="DataLoader worker processes; 0 reads in the main "
+                                         "process.", examples=[4])
     multiprocessing_context: MultiprocessingContext | None = Field(
         None, description="Defaults to spawn when num_workers > 0; fork is refused (Lance is "
                           "not fork-safe) unless allow_fork is true.")
     allow_fork: bool = Field(False, description="Opt in to fork with workers (warned).")
     persistent_workers: bool = Field(False, description="Keep workers alive between epochs.")
-    prefetch_factor: int | None = Field(None, ge=1, description="Chunks each worker reads ahead "
-                                                                "(torch's default: 2).")
+    prefetch_factor: int | None = Field(None, ge=1, le=IN_FLIGHT_MAX,
+                                        description="Chunks each worker reads ahead (torch's "
+                                                    "default: 2).")
     pin_memory: bool = Field(False, description="Copy batches into pinned memory for fast GPU "
                                                 "transfer.")
-    drop_last: bool = Field(False, description="Drop each rank's last partial batch; with "
-                                               "several ranks, also gives every rank the same "
-                                               "number of batches.")
-    timeout: float = Field(0, ge=0, description="Seconds to wait for a batch from a worker "
-                                                "(0: forever).")
+    drop_last: bool = Field(False, description="Keep whole steps only: every batch full, "
+                                               "floor(rows / (batch_size x world_size)) of "
+                                               "them on every rank (docs/ddp.md).")
+    timeout: float = Field(0, ge=0, le=TIMEOUT_MAX, allow_inf_nan=False,
+                           description="Seconds to wait for a batch from a worker (0: forever).")
     batch_readahead: int | None = Field(
-        None, ge=1, description="Lance's batch readahead for scans; null: 16, as pylance's "
-                                "LanceDataset.")
+        None, ge=1, le=IN_FLIGHT_MAX,
+        description="Lance's batch readahead for scans; null: 16, as pylance's LanceDataset.")
     reads_in_flight: int | None = Field(
-        None, ge=1, description="Shuffled reads (blocks, scattered rows) each process keeps in "
+        None, ge=1, le=IN_FLIGHT_MAX,
+        description="Shuffled reads (blocks, scattered rows) each process keeps in "
                                 "flight at once; null: 3 on local disk, 16 on an object store.",
         examples=[32])
 
@@ -176,7 +204,8 @@ class Decode(Section):
                                                   "(or a blob, or a Hugging Face Image) -> a "
                                                   "uint8 tensor [C, H, W].")
     mode: ImageMode = Field("RGB", description="Channels: RGB (3), L (1, grey) or RGBA (4).")
-    size: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)] | \
+    size: Annotated[list[Annotated[int, Field(ge=1, le=PIXELS_MAX)]],
+                    Field(min_length=2, max_length=2)] | \
         None = Field(None, description="Resize to [height, width] (antialiased bilinear); "
                                        "then a batch stacks to [B, C, H, W].",
                      examples=[[224, 224]])
@@ -210,9 +239,9 @@ class Recipe(Section):
                                                 "`splits.fractions`); splits never share a "
                                                 "row. Without it, every row.",
                               examples=["train"])
-    limit: int | None = Field(None, ge=1, description="Rows per epoch, after filter, split and "
-                                                      "mixture, for all ranks together.",
-                              examples=[100000])
+    limit: int | None = Field(None, ge=1, le=ROWS_MAX,
+                              description="Rows per epoch, after filter, split and mixture, "
+                                          "for all ranks together.", examples=[100000])
     columns: list[str] | dict[str, str] | None = Field(
         None, description="A list of columns, or {output_name: column or SQL expression}. "
                           "Default: all columns.", examples=[["image", "prompt"]])

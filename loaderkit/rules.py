@@ -299,13 +299,17 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "  version: 999\n",
              _HEAD + _SRC + "  version: 12\n"),
         Rule("LK407", "uneven-ranks", W,
-             "Sharding that gives ranks different numbers of rows or batches (for example "
-             "`sharded_fragment` over unequal fragments, or a row count that does not divide).",
+             "`sampler.uneven: allow` with several ranks where the ranks take different numbers "
+             "of batches in an epoch (a row count that does not divide into whole steps, or "
+             "`sharded_fragment` over unequal fragments). The default, `uneven: split`, gives "
+             "every rank the same number of batches; the hint names only settings that do so "
+             "without leaving a rank empty.",
              "Under DDP the rank with fewer batches leaves the others waiting at the last "
              "all-reduce forever.",
-             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n",
-             _HEAD + _SRC + "sampler:\n  type: shuffle\n  world_size: 2\nloader:\n"
-             "  drop_last: true\n"),
+             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n"
+             "  uneven: allow\nloader:\n  batch_size: 64\n",
+             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 2\n"
+             "loader:\n  batch_size: 64\n"),
         Rule("LK408", "workers-without-transform", W,
              "`num_workers > 0` with no `transform` and no `decode`: the workers only read "
              "and ship batches.",
@@ -351,6 +355,20 @@ RULES: dict[str, Rule] = {
              "A batch mixes rows of every source; its columns need one type.",
              "# web.lance: label int32; books.lance: label string\n",
              "# both sources: label int32 (cast one when writing it)\n"),
+        Rule("LK414", "no-equal-steps", E,
+             "An epoch in which a rank would take no batch at all (fewer rows than ranks; "
+             "`drop_last: true` with fewer rows than one step of batch_size x world_size; "
+             "`sharded_fragment` with fewer fragments than ranks), or in which the default "
+             "`uneven: split` cannot give every rank the same number of batches without "
+             "delivering a row twice (one-row batches over a row count the ranks do not "
+             "divide; `sharded_fragment` with a rank holding fewer rows than the largest "
+             "rank's batches). The hint names only settings, checked against the data, that "
+             "give every rank the same number of batches, none of them empty.",
+             "A rank with nothing to do trains nothing and, under DDP, leaves the others "
+             "waiting at their first all-reduce; unequal steps hang the last one.",
+             _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 8   # one "
+             "fragment\nloader:\n  drop_last: true\n",
+             _HEAD + _SRC + "sampler:\n  type: sharded_batch\n  world_size: 8\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

@@ -31,7 +31,26 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if prop.get("type") == "object":
         extra = prop.get("additionalProperties")
         return "mapping" + (f" to {_type_of(extra, defs)}" if isinstance(extra, dict) else "")
-    return str(prop.get("type", "any"))
+    return str(prop.get("type", "any")) + _bounds(prop)
+
+
+def _bounds(prop: dict[str, Any]) -> str:
+    """A number's bounds as an interval: ` in [1, 1024]`, ` in (0, 1]`, ` >= 0`."""
+    low, high = prop.get("minimum"), prop.get("maximum")
+    open_low, open_high = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
+    low, high = low if open_low is None else open_low, high if open_high is None else open_high
+    if high is None:
+        return "" if low is None else f" {'>' if open_low is not None else '>='} {_number(low)}"
+    if low is None:
+        return f" {'<' if open_high is not None else '<='} {_number(high)}"
+    return (f" in {'(' if open_low is not None else '['}{_number(low)}, {_number(high)}"
+            f"{')' if open_high is not None else ']'}")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e6:
+        return f"{value:.0e}".replace("e+", "e")
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _rows(model: dict[str, Any], prefix: str, defs: dict[str, Any]) -> list[str]:

@@ -403,7 +403,8 @@ def _cross_field(document: Document, data: dict[str, Any],
                                    "use spawn (the default) or forkserver")
 
     rank, world = _get(data, "sampler", "rank"), _get(data, "sampler", "world_size")
-    if isinstance(rank, int) and isinstance(world, int) and not 0 <= rank < world:
+    # Each out of its own bounds is LK202 (models.py); LK208 is a rank beyond the world.
+    if isinstance(rank, int) and isinstance(world, int) and rank >= 0 and 1 <= world <= rank:
         yield rule("LK208").at(at("sampler", "rank"),
                                f"rank {shown('sampler', 'rank')} is outside world_size "
                                f"{shown('sampler', 'world_size')}",

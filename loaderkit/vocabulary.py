@@ -28,7 +28,7 @@ SAMPLER_TYPES: tuple[str, ...] = get_args(SamplerType)
 ShuffleMode = Literal["block", "exact", "cache"]
 SHUFFLE_MODES: tuple[str, ...] = get_args(ShuffleMode)
 
-UnevenPolicy = Literal["allow", "pad"]
+UnevenPolicy = Literal["split", "allow", "pad"]
 
 MultiprocessingContext = Literal["spawn", "forkserver", "fork"]
 

@@ -62,7 +62,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
         # One task per batch, not per chunk: see `Sampler.tasks`.
         self.per_batch = per_batch
         self._spec = loader
-        self._state = EpochState(sampler.epoch_ranges)
+        self._state = EpochState(sampler.epoch_ranges, sampler.consumed)
         self._task_sampler = _TaskSampler()
         self.workers = WorkerPool(self, loader.num_workers)
         kwargs: dict[str, Any] = {}

@@ -129,7 +129,7 @@ class SamplerSpec:
     block_rows: int = LOCAL_BLOCK_ROWS
     chunk_rows: int | None = None  # None: chosen per sampler and mode (samplers/)
     cache_mb: int | None = None
-    uneven: UnevenPolicy = "allow"
+    uneven: UnevenPolicy = "split"
     limit: int | None = None  # rows per epoch, over all ranks
 
 

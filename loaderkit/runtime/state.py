@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from loaderkit.errors import ResumeError
-from loaderkit.runtime.samplers.ordering import Ranges, drop
+from loaderkit.runtime.samplers.dealing import Deal, deal
+from loaderkit.runtime.samplers.ordering import Ranges, drop, total
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 
 STATE_VERSION = 2
@@ -26,6 +27,9 @@ STATE_VERSION = 2
 # deliver other rows, so it is refused rather than silently wrong.
 ORDER_KEYS = ("sampler", "mode", "seed", "block_rows", "chunk_rows", "universe_rows", "limit",
               "mixture", "split", "drop_last", "uneven")
+# Rows along a state's `remaining` that its delivered steps covered:
+# (epoch, remaining, steps, saved batch_size, saved world_size) -> rows.
+Consumed = Callable[[int, Ranges, int, int, int], int]
 # What else fixes the order of a sampler whose order belongs to each rank.
 RANK_KEYS = ("world_size", "rank", "batch_size")
 
@@ -56,8 +60,10 @@ class EpochState:
     iterator still being drained cannot.
     """
 
-    def __init__(self, epoch_ranges: Callable[[int], Ranges]) -> None:
+    def __init__(self, epoch_ranges: Callable[[int], Ranges],
+                 consumed: Consumed | None = None) -> None:
         self.epoch_ranges = epoch_ranges
+        self.consumed = consumed
         self.next_epoch = 0
         self.resume: tuple[int, Ranges] | None = None  # (epoch, what is left of it)
         self.epoch: int | None = None  # epoch of the pass in progress or last started
@@ -105,7 +111,7 @@ class EpochState:
     def load(self, state: Mapping[str, Any], recorded: dict[str, Any]) -> None:
         """Make the next pass deliver what the saved epoch has left; ResumeError if this
         loader cannot do so exactly."""
-        epoch, left = left_of(state, recorded)
+        epoch, left = left_of(state, recorded, self.consumed)
         self.next_epoch = epoch
         self.resume = (epoch, left)
         self.epoch, self.finished = None, False
@@ -140,19 +146,32 @@ def _checked(state: Any, recorded: dict[str, Any]) -> tuple[int, Ranges, int]:
     return int(epoch), remaining, int(delivered)  # type: ignore[arg-type]
 
 
-def left_of(state: Mapping[str, Any], recorded: dict[str, Any]) -> tuple[int, Ranges]:
+def left_of(state: Mapping[str, Any], recorded: dict[str, Any],
+            consumed: Consumed | None = None) -> tuple[int, Ranges]:
     """The saved epoch, and what is left of it: the state's `left` when `merge_states` made
-    it, else what remains once every rank took the saved rank's number of steps."""
+    it, else what remains once every rank took the saved rank's number of steps, dealt as
+    the saved run dealt them (`consumed`: the sampler's count of those rows)."""
     epoch, remaining, delivered = _checked(state, recorded)
     if "left" in state:
         return epoch, tuple((int(a), int(b)) for a, b in state["left"])
-    step = int(state["batch_size"]) * (int(state["world_size"]) if state["elastic"] else 1)
-    return epoch, drop(remaining, [(0, delivered * step)])
+    size, world = int(state["batch_size"]), int(state["world_size"])
+    if consumed is not None:
+        rows = consumed(epoch, remaining, delivered, size, world)
+    else:
+        rows = _deal_of(state, remaining).steps_rows(delivered) if state["elastic"] \
+            else delivered * size
+    return epoch, drop(remaining, [(0, rows)])
+
+
+def _deal_of(state: Mapping[str, Any], remaining: Ranges) -> Deal:
+    """How the saved run dealt `remaining` (a sampler with a global order)."""
+    return deal(total(remaining), int(state["batch_size"]), int(state["world_size"]),
+                bool(state["drop_last"]), str(state["uneven"]))
 
 
 def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One state from every rank's: what no rank delivered, even when ranks took different
-    numbers of steps (without drop_last or `uneven: pad`). Give the result to
+    numbers of steps (`uneven: allow`). Give the result to
     `load_state_dict` on every rank of the new run, at any world size."""
     if not states:
         raise ResumeError("merge_states needs the state of every rank, got none")
@@ -170,9 +189,10 @@ def merge_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                               "differ")
     if not first.get("elastic"):
         raise ResumeError(f"'{first.get('sampler')}' states do not combine across ranks")
-    size, world = int(first["batch_size"]), int(first["world_size"])
+    world = int(first["world_size"])
     remaining = tuple((int(a), int(b)) for a, b in first["remaining"])
-    pieces = [((j * world + s["rank"]) * size, (j * world + s["rank"] + 1) * size)
+    dealt = _deal_of(first, remaining)
+    pieces = [(dealt.start(j * world + s["rank"]), dealt.start(j * world + s["rank"] + 1))
               for s in states for j in range(int(s["batches_delivered"]))]
     return {**first, "rank": 0, "batches_delivered": 0,
             "left": [list(r) for r in drop(remaining, pieces)]}

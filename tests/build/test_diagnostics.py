@@ -205,21 +205,55 @@ def test_unpinned_recipe_is_pinned_to_the_latest_version(write_recipe: Write) ->
     assert compiled.plan.read.source.version == 4
 
 
-def test_uneven_fragments_across_ranks_warn_lk407_at_the_sampler_type(
+def test_uneven_allow_over_unequal_fragments_warns_lk407_at_uneven(
         write_recipe: Write) -> None:
     # Fragments of 100, 100, 60, 40 rows: rank 0 reads 160 rows, rank 1 reads 140.
     path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: sharded_fragment\n  rank: 0\n"
-                               "  world_size: 2\n")
+                               "  world_size: 2\n  uneven: allow\n")
     [warning] = warnings_of(path, "LK407")
-    assert where(warning) == at(path, "type:", "LK407")
+    assert where(warning) == at(path, "uneven:", "LK407")
     assert "160 rows" in warning.message and "140 rows" in warning.message
 
 
-def test_rows_that_do_not_divide_across_ranks_warn_lk407(write_recipe: Write) -> None:
+def test_rows_that_do_not_divide_under_uneven_allow_warn_lk407(write_recipe: Write) -> None:
     path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: shuffle\n  rank: 0\n"
-                                         "  world_size: 7\n")
+                                         "  world_size: 7\n  uneven: allow\n"
+                                         "loader:\n  batch_size: 8\n")
     [warning] = warnings_of(path, "LK407")
-    assert where(warning) == at(path, "world_size:", "LK407")
+    assert where(warning) == at(path, "uneven:", "LK407")
+    assert "uneven: split (the default)" in (warning.hint or "")
+
+
+def test_rows_that_do_not_divide_across_ranks_take_equal_steps_by_default(
+        write_recipe: Write) -> None:
+    # 300 rows over 7 ranks at batch 8: 5 whole steps, then 20 rows split over the ranks.
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: shuffle\n  rank: 0\n"
+                                         "  world_size: 7\nloader:\n  batch_size: 8\n")
+    compiled = compile_recipe(path, probe=False)
+    assert [d.code for d in compiled.diagnostics if d.code in ("LK407", "LK414")] == []
+    assert len(compiled.loader) == 6
+
+
+def test_build_shows_the_same_batches_on_every_rank(write_recipe: Write,
+                                                    tmp_path: Path) -> None:
+    # The case: 500 rows over 4 ranks at batch 100 (it gave rank 0 two batches and
+    # ranks 1-3 one); now each rank takes a batch of 100 and one of 25.
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": list(range(500))}), str(tmp_path / "five.lance"),
+                        max_rows_per_file=120)
+    shown = []
+    for rank in range(4):
+        path = write_recipe(f"loaderkit: 1\nsource:\n  uri: {tmp_path / 'five.lance'}\n"
+                            f"sampler:\n  rank: {rank}\n  world_size: 4\n"
+                            "loader:\n  batch_size: 100\n")
+        compiled = compile_recipe(path, probe=False)
+        assert compiled.diagnostics == []
+        settings = compiled.plan.node("loader").settings
+        shown.append((settings["batches_per_epoch_on_this_rank"],
+                      settings["rows_per_epoch_on_this_rank"]))
+    assert shown == [(2, 125)] * 4
 
 
 def test_rows_that_divide_across_ranks_do_not_warn_lk407(write_recipe: Write) -> None:
@@ -233,6 +267,66 @@ def test_drop_last_or_pad_silences_lk407(write_recipe: Write, fix: str) -> None:
     sampler = "sampler:\n  type: sharded_fragment\n  rank: 1\n  world_size: 2\n"
     text = HEAD + NUMERIC + sampler + fix  # `  uneven` continues the sampler mapping
     assert warnings_of(write_recipe(text), "LK407") == []
+
+
+def test_one_fragment_over_eight_ranks_with_drop_last_is_lk414_at_drop_last(
+        write_recipe: Write, tmp_path: Path) -> None:
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": list(range(50))}), str(tmp_path / "one.lance"))
+    path = write_recipe(f"loaderkit: 1\nsource:\n  uri: {tmp_path / 'one.lance'}\n"
+                        "sampler:\n  type: sharded_fragment\n  rank: 0\n  world_size: 8\n"
+                        "loader:\n  batch_size: 4\n  drop_last: true\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "drop_last:", "LK414")
+    assert "every rank with no batch" in error.message
+    # Only fixes that give all 8 ranks equal, non-empty steps: not drop_last, not the
+    # default (seven ranks have no fragment), not a smaller batch.
+    hint = error.hint or ""
+    assert "sharded_batch" in hint and "uneven: pad" in hint
+    assert "set loader.drop_last: false" not in hint and "batch_size" not in hint
+
+
+def test_one_fragment_over_eight_ranks_is_lk414_at_the_sampler_type(
+        write_recipe: Write, tmp_path: Path) -> None:
+    import lance
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": list(range(50))}), str(tmp_path / "one.lance"))
+    path = write_recipe(f"loaderkit: 1\nsource:\n  uri: {tmp_path / 'one.lance'}\n"
+                        "sampler:\n  type: sharded_fragment\n  rank: 3\n  world_size: 8\n"
+                        "loader:\n  batch_size: 4\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "type:", "LK414")
+    assert "drop_last: true" not in (error.hint or "")
+
+
+def test_fewer_rows_than_ranks_is_lk414_at_world_size(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "limit: 5\nsampler:\n  type: shuffle\n  rank: 0\n"
+                                         "  world_size: 8\nloader:\n  batch_size: 4\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "world_size:", "LK414")
+    assert "run at most 5 ranks" in (error.hint or "")
+    assert "drop_last: true" not in (error.hint or "")
+
+
+def test_one_row_batches_over_ranks_that_do_not_divide_are_lk414_at_batch_size(
+        write_recipe: Write) -> None:
+    # 300 rows, one per batch, over 7 ranks: some rank takes one batch more, whatever
+    # the order, unless a row comes twice.
+    path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: shuffle\n  rank: 0\n"
+                                         "  world_size: 7\nloader:\n  batch_size: 1\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "batch_size:", "LK414")
+    assert "batch_size: 2 or more" in (error.hint or "")
+
+
+def test_drop_last_that_keeps_no_step_on_one_rank_is_lk414(write_recipe: Write) -> None:
+    path = write_recipe(HEAD + NUMERIC + "loader:\n  batch_size: 400\n  drop_last: true\n")
+    [error] = errors_of(path)
+    assert where(error) == at(path, "drop_last:", "LK414")
+    assert "batch_size: 300 or less" in (error.hint or "")
 
 
 def test_workers_without_transform_warn_lk408_at_num_workers(write_recipe: Write) -> None:
@@ -250,7 +344,8 @@ def test_workers_with_a_transform_do_not_warn_lk408(write_recipe: Write) -> None
 
 def test_uneven_ranks_and_workers_without_transform_both_warn(write_recipe: Write) -> None:
     path = write_recipe(HEAD + NUMERIC + "sampler:\n  type: sharded_fragment\n  rank: 0\n"
-                                         "  world_size: 2\nloader:\n  num_workers: 2\n")
+                                         "  world_size: 2\n  uneven: allow\n"
+                                         "loader:\n  num_workers: 2\n")
     codes = sorted(d.code for d in compile_recipe(path, probe=False).diagnostics)
     assert codes == ["LK407", "LK408"]
 

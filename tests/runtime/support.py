@@ -34,8 +34,9 @@ def make_table(start: int, rows: int) -> pa.Table:
     )
 
 
-def write_dataset(uri: str | Path, rows: int = ROWS, start: int = 0) -> str:
-    lance.write_dataset(make_table(start, rows), str(uri), max_rows_per_file=FRAGMENT_ROWS)
+def write_dataset(uri: str | Path, rows: int = ROWS, start: int = 0,
+                  fragment_rows: int = FRAGMENT_ROWS) -> str:
+    lance.write_dataset(make_table(start, rows), str(uri), max_rows_per_file=fragment_rows)
     return str(uri)
 
 

@@ -58,8 +58,9 @@ def test_spawn_workers_deliver_a_rank_in_the_in_process_order(
 
 
 def test_full_scan_deals_dataset_batches_to_ranks_in_turn(lance_uri: str) -> None:
-    # Global step k (batch_size x world_size rows) is the same at every world size.
-    ranks = rank_ids(lance_uri, SAMPLERS["full_scan"], 3, batch_size=16)
+    # Global step k (batch_size x world_size rows) is the same at every world size;
+    # `allow` deals the last rows as whole batches too (pylance's ShardedBatchSampler).
+    ranks = rank_ids(lance_uri, {**SAMPLERS["full_scan"], "uneven": "allow"}, 3, batch_size=16)
     batch = np.arange(ROWS) // 16
     for r, got in enumerate(ranks):
         assert np.array_equal(got, np.arange(ROWS)[batch % 3 == r])
@@ -73,7 +74,8 @@ def test_sharded_fragment_gives_rank_whole_fragments_round_robin(lance_uri: str)
 
 
 def test_sharded_batch_deals_dataset_batches_round_robin(lance_uri: str) -> None:
-    ranks = rank_ids(lance_uri, SAMPLERS["sharded_batch"], 3, batch_size=16)
+    ranks = rank_ids(lance_uri, {**SAMPLERS["sharded_batch"], "uneven": "allow"}, 3,
+                     batch_size=16)
     batch = np.arange(ROWS) // 16
     for r, got in enumerate(ranks):
         assert np.array_equal(got, np.arange(ROWS)[batch % 3 == r])
@@ -131,13 +133,14 @@ def test_uneven_pad_gives_every_rank_the_same_rows_covering_all(lance_uri: str, 
 
 def test_uneven_allow_lets_ranks_differ_by_less_than_a_batch(lance_uri: str) -> None:
     # 1097 rows are 68 batches of 16 and one of 9: ranks take 23 batches each.
-    ranks = rank_ids(lance_uri, SAMPLERS["full_scan"], 3)
+    ranks = rank_ids(lance_uri, {**SAMPLERS["full_scan"], "uneven": "allow"}, 3)
     assert sorted(len(r) for r in ranks) == [361, 368, 368]
 
 
 def test_len_is_the_number_of_batches_per_epoch(lance_uri: str) -> None:
     loader = build(lance_uri, type="shuffle", rank=1, world_size=2)
-    assert len(loader) == len(list(loader)) == 34  # the odd ones of 69 batches
+    # 34 whole steps of 2 x 16 rows, then the last 9 rows split 5 + 4: 35 batches each.
+    assert len(loader) == len(list(loader)) == 35
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -184,3 +187,31 @@ def test_exact_shuffle_delivers_the_keyed_permutation_in_order(lance_uri: str) -
 
     got = ids_of(build(lance_uri, type="shuffle", mode="exact", seed=21))
     assert np.array_equal(got, Permutation(ROWS, (21, 0))(np.arange(ROWS)))
+
+
+# --- what pylance's own sampler tests expect of the samplers of the same names -------------
+
+@pytest.fixture(scope="module")
+def twenty_files(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """2,000 rows in 20 files of 100 (pylance's test_sample_fragments / _batches data)."""
+    return write_dataset(tmp_path_factory.mktemp("pylance") / "ids.lance", 2000,
+                         fragment_rows=100)
+
+
+def test_sharded_fragment_reads_the_ranks_fragments_in_order_as_pylance(
+        twenty_files: str) -> None:
+    got = ids_of(build(twenty_files, type="sharded_fragment", rank=1, world_size=2,
+                       batch_size=25))
+    assert got.tolist() == [i for i in range(2000) if i // 100 % 2 == 1]
+
+
+def test_sharded_batch_takes_every_other_batch_as_pylance(twenty_files: str) -> None:
+    loader = build(twenty_files, type="sharded_batch", rank=1, world_size=2, batch_size=25)
+    batches = [b["id"].tolist() for b in loader]
+    assert [i for b in batches for i in b] == [i for i in range(2000) if i // 25 % 2 == 1]
+    assert {len(b) for b in batches} == {25} and len(loader) == len(batches) == 40
+
+
+def test_full_scan_reads_every_row_in_order_as_pylance(twenty_files: str) -> None:
+    assert ids_of(build(twenty_files, type="full_scan", batch_size=25)).tolist() == \
+        list(range(2000))

@@ -8,14 +8,16 @@ independent of the worker count and lets a resume go straight to a position.
 Most samplers (`GlobalSampler`) define one *global order* of the epoch from
 (seed, epoch), computed lazily piece by piece (a keyed permutation, blocks in a
 permuted order), so that planning costs the same for a million rows as for a
-billion. Ranks take its batches in turn: global batch J (`batch_size` rows) goes
-to rank J % world_size, so global step k (batch_size x world_size rows) holds the
-same rows at every world size, and a resume at another world size, worker count
-or batch size deals the rows no rank delivered. An epoch in progress is the
-`Ranges` of the global order still to deliver.
+billion. Ranks take its batches in turn: global batch J goes to rank J % world_size;
+every whole step (batch_size x world_size rows) holds the same rows at every world
+size, and by default the rows after the last whole step are split over the ranks so
+that every rank takes the same number of steps (`dealing.py`). A resume at another
+world size, worker count or batch size deals the rows no rank delivered. An epoch
+in progress is the `Ranges` of the global order still to deliver.
 
 `sharded_fragment` (`RankSampler`) deals whole fragments; its order belongs to
-each rank and resumes only at the same world size.
+each rank and resumes only at the same world size. By default each rank cuts its
+rows into as many batches as the largest rank takes.
 
 Each module defines one `Sampler` subclass with a `name` from
 `vocabulary.SAMPLER_TYPES`; defining it registers it (docs/architecture.md).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import math
 import pkgutil
 from collections.abc import Iterator
 from typing import ClassVar
@@ -33,7 +34,8 @@ from typing import ClassVar
 import numpy as np
 
 from loaderkit.errors import SamplerError
-from loaderkit.runtime.samplers import mixing
+from loaderkit.runtime.samplers import dealing, mixing
+from loaderkit.runtime.samplers.dealing import Deal
 from loaderkit.runtime.samplers.ordering import (
     ChunkGrid,
     Ranges,
@@ -110,6 +112,12 @@ class Sampler:
         raise NotImplementedError
 
     def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
+        raise NotImplementedError
+
+    def consumed(self, epoch: int, remaining: Ranges, steps: int, batch_size: int,
+                 world_size: int) -> int:
+        """Rows along `remaining` that `steps` steps of every rank delivered when the rows
+        were dealt at `batch_size` x `world_size` (a saved state's: what a resume skips)."""
         raise NotImplementedError
 
     def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
@@ -213,34 +221,26 @@ class GlobalSampler(Sampler):
 
     # ---- ranks take batches in turn --------------------------------------------------
 
-    def _deal(self, remaining: Ranges) -> tuple[int, int]:
-        """(batches in all, rows they cover along `remaining`, padding included)."""
-        rows, size, world = total(remaining), self.batch_size, self.spec.world_size
-        step = size * world
-        if self.drop_last:
-            return rows // step * world, rows // step * step
-        if self.spec.uneven == "pad" and world > 1:
-            # Every rank the same number of full batches: the epoch's first rows fill in.
-            covered = math.ceil(rows / step) * step
-            return covered // size, covered
-        return math.ceil(rows / size), rows
+    def deal(self, remaining: Ranges) -> Deal:
+        """How the rows along `remaining` are cut into batches and dealt to the ranks."""
+        return dealing.deal(total(remaining), self.batch_size, self.spec.world_size,
+                            self.drop_last, self.spec.uneven)
 
     def _mine(self, remaining: Ranges) -> range:
         """The indices (along `remaining`) of this rank's batches."""
-        count, _ = self._deal(remaining)
-        return range(self.spec.rank, count, self.spec.world_size)
+        return self.deal(remaining).mine(self.spec.rank)
 
     def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
         return len(self._mine(self.epoch_ranges(epoch) if remaining is None else remaining))
 
     def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
         remaining = self.epoch_ranges(epoch) if remaining is None else remaining
-        _, covered = self._deal(remaining)
-        mine = self._mine(remaining)
-        full = len(mine)
-        if full and (mine[-1] + 1) * self.batch_size > covered:
-            return (full - 1) * self.batch_size + covered - mine[-1] * self.batch_size
-        return full * self.batch_size
+        return self.deal(remaining).rows_of(self.spec.rank)
+
+    def consumed(self, epoch: int, remaining: Ranges, steps: int, batch_size: int,
+                 world_size: int) -> int:
+        return dealing.deal(total(remaining), batch_size, world_size, self.drop_last,
+                            self.spec.uneven).steps_rows(steps)
 
     def _global_index(self, epoch: int, remaining: Ranges, rows: np.ndarray) -> np.ndarray:
         """Global order indices of `rows` counted along `remaining`; rows past its end are
@@ -258,31 +258,41 @@ class GlobalSampler(Sampler):
 
     def _rows_of(self, epoch: int, remaining: Ranges, batches: range) -> np.ndarray:
         """Universe positions of this rank's batches `batches` (indices along `remaining`)."""
-        _, covered = self._deal(remaining)
-        size = self.batch_size
-        starts = np.arange(batches.start, batches.stop, batches.step, dtype=np.int64) * size
-        rows = (starts[:, None] + np.arange(size, dtype=np.int64)).ravel()
-        if len(rows) and rows[-1] >= covered:  # only the epoch's last batch can be short
-            rows = rows[rows < covered]
+        deal, size = self.deal(remaining), self.batch_size
+        whole = len(range(batches.start, min(batches.stop, deal.full), batches.step))
+        parts = []
+        if whole:  # (a batch_size far beyond the rows makes only a tail batch)
+            starts = np.arange(whole, dtype=np.int64) * batches.step + batches.start
+            parts.append((starts[:, None] * size + np.arange(size, dtype=np.int64)).ravel())
+        parts += [np.arange(deal.start(j), deal.start(j + 1), dtype=np.int64)
+                  for j in batches[whole:]]  # the tail's batches: a few per rank
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return self.global_at(epoch, self._global_index(epoch, remaining, rows))
 
     def _groups(self, remaining: Ranges, per_batch: bool) -> Iterator[range]:
         """This rank's batches in tasks: those whose first row is in one chunk of the grid
         (this rank's share of the chunk), so that a task reads what one chunk holds and
-        the small first chunks deliver the first batches quickly."""
-        mine = self._mine(remaining)
+        the small first chunks deliver the first batches quickly. A tail batch (its size
+        is not `batch_size`) is a task of its own: a task's rows are cut into batches of
+        `batch_size`."""
+        deal = self.deal(remaining)
+        mine = deal.mine(self.spec.rank)
         if per_batch:
             yield from (mine[i:i + 1] for i in range(len(mine)))
             return
         size, have, at = self.batch_size, total(remaining), 0
         while at < len(mine):
+            if mine[at] >= deal.full:
+                yield mine[at:at + 1]
+                at += 1
+                continue
             first = mine[at] * size
             if first >= have:  # padding: the epoch's first rows again
                 yield mine[at:]
                 return
             chunk = int(self.grid.index(locate(remaining, np.array([first])))[0])
             end = before(remaining, self.grid.start(chunk + 1))  # along `remaining`
-            last = -(-end // size) - 1  # the last batch that starts in the chunk
+            last = min(-(-end // size), deal.full) - 1  # the last whole batch in the chunk
             count = (last - mine[at]) // mine.step + 1
             yield mine[at:at + count]
             at += count
@@ -311,8 +321,8 @@ class ScanGlobalSampler(GlobalSampler):
         return index
 
     def _ranges(self, remaining: Ranges, batches: range) -> list[range]:
-        _, covered = self._deal(remaining)
-        a, b = batches[0] * self.batch_size, min((batches[-1] + 1) * self.batch_size, covered)
+        deal = self.deal(remaining)  # one rank (`scans`): its batches are contiguous
+        a, b = deal.start(batches[0]), deal.start(batches[-1] + 1)
         return [range(x, y) for x, y in along(remaining, a, b)]
 
     def task_of(self, epoch: int, remaining: Ranges, batches: range) -> Task:
@@ -353,11 +363,41 @@ class RankSampler(Sampler):
         _, ends = self.segments(epoch)
         return int(ends[-1]) if len(ends) else 0
 
+    def rank_deal(self, epoch: int) -> Deal:
+        """How this rank's epoch is cut into batches (its own order: one rank's deal)."""
+        return dealing.deal(self.epoch_rows(epoch), self.batch_size, 1, False, "allow")
+
+    def _offset(self, epoch: int, remaining: Ranges) -> int:
+        """Where `remaining` starts along the rank's order: what is left is always its end."""
+        return self.epoch_rows(epoch) - total(remaining)
+
     def rows(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
         return total(self.epoch_ranges(epoch) if remaining is None else remaining)
 
     def batches(self, epoch: int = 0, remaining: Ranges | None = None) -> int:
-        return math.ceil(self.rows(epoch, remaining) / self.batch_size)
+        remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        deal = self.rank_deal(epoch)
+        return deal.count - deal.first_from(self._offset(epoch, remaining))
+
+    def consumed(self, epoch: int, remaining: Ranges, steps: int, batch_size: int,
+                 world_size: int) -> int:
+        # The same world and batch size (a state of this sampler resumes only at those).
+        deal, offset = self.rank_deal(epoch), self._offset(epoch, remaining)
+        return deal.start(min(deal.first_from(offset) + steps, deal.count)) - offset
+
+    def _cuts(self, deal: Deal, offset: int, per_batch: bool) -> Iterator[int]:
+        """Where this rank's tasks begin and end along what is left (from `offset` in its
+        order): its first batch alone, then whole batches a chunk at a time, then each tail
+        batch alone (a task's rows are cut into batches of `batch_size`)."""
+        size = self.batch_size
+        step = size if per_batch else max(size, self.chunk_rows // size * size)
+        yield 0
+        whole = deal.full * size - offset
+        if whole > 0:
+            yield from range(min(size, whole), whole, step)
+            yield whole
+        for j in range(max(deal.first_from(offset), deal.full) + 1, deal.count + 1):
+            yield deal.start(j) - offset
 
     def _order_ranges(self, epoch: int, remaining: Ranges) -> list[range]:
         """`remaining` (along the rank's order) as universe position ranges."""
@@ -376,9 +416,8 @@ class RankSampler(Sampler):
     def tasks(self, epoch: int, remaining: Ranges | None = None, per_batch: bool = False
               ) -> Iterator[Task]:
         remaining = self.epoch_ranges(epoch) if remaining is None else remaining
-        rows, size = self.rows(epoch, remaining), self.batch_size
-        step = size if per_batch else max(size, self.chunk_rows // size * size)
-        cuts = [0, *range(min(size, rows), rows, step), rows] if rows else [0]
+        size, cuts = self.batch_size, self._cuts(self.rank_deal(epoch),
+                                                 self._offset(epoch, remaining), per_batch)
         for a, b in itertools.pairwise(cuts):
             ranges = self._order_ranges(epoch, tuple(along(remaining, a, b)))
             if self.universe.scannable:
@@ -388,9 +427,11 @@ class RankSampler(Sampler):
 
     def scan_runs(self, epoch: int, remaining: Ranges | None = None
                   ) -> tuple[ScanRun, ...] | None:
-        if not self.universe.scannable:
-            return None
         remaining = self.epoch_ranges(epoch) if remaining is None else remaining
+        deal = self.rank_deal(epoch)
+        tail = deal.count - max(deal.first_from(self._offset(epoch, remaining)), deal.full)
+        if not self.universe.scannable or tail > 1:  # a stream cuts whole batches but the last
+            return None
         return self.universe.runs(self._order_ranges(epoch, remaining), self.batch_size)
 
 
@@ -406,5 +447,5 @@ def make_sampler(spec: SamplerSpec, universe: Universe, batch_size: int, drop_la
 
 # Each module of this package that defines a sampler type registers it when imported.
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("ordering", "mixing", "permutation"):
+    if _module.name not in ("ordering", "mixing", "permutation", "dealing"):
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,4 +1,5 @@
-"""`full_scan`: dataset order; batch i of the epoch to rank i % world_size."""
+"""`full_scan`: dataset order; batch i of the epoch to rank i % world_size (the rows after
+the last whole step split over the ranks by default: samplers/dealing.py)."""
 
 from __future__ import annotations
 
