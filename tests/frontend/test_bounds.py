@@ -129,5 +129,5 @@ def test_every_numeric_key_has_both_bounds_in_the_schema() -> None:
 def test_the_reference_shows_the_bounds() -> None:
     text = (ROOT / "docs" / "reference.md").read_text()
     assert "| `loader.batch_size` | integer in [1, 2147483647]" in text
-    assert "| `sources.NAME.weight` | number in (0, 1e15]" in text
+    assert "| `sources.<name>.weight` | number in (0, 1e15]" in text
     assert "| `sampler.seed` | integer in [0, 18446744073709551615]" in text
