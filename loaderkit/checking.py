@@ -319,6 +319,17 @@ def _secrets(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnosti
 
 # --- the spawn probe -------------------------------------------------------------------
 
+def _answered(receive: Connection, abandoned: threading.Event | None, deadline: float) -> bool:
+    """Whether the probe answered (or died) before `deadline`; False once `abandoned`."""
+    while abandoned is None or not abandoned.is_set():
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return False
+        if receive.poll(left if abandoned is None else min(left, 0.25)):
+            return True
+    return False
+
+
 def _probe_child(payload: bytes, conn: Connection) -> None:
     """Runs in the fresh interpreter: unpickle the payload, open the source, read one row."""
     try:
@@ -333,9 +344,24 @@ def _probe_child(payload: bytes, conn: Connection) -> None:
         conn.close()
 
 
+class BackgroundProbe(Future[None]):
+    """The spawn probe running on a thread: fails with the probe's RecipeError.
+
+    `abandon()` ends the probe process early: its loader was dropped, and no one
+    waits for the answer (a probe holds a whole interpreter with torch and lance).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = threading.Event()
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+
+
 def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Future[None]:
     """The spawn probe on a daemon thread; the future fails with the probe's RecipeError."""
-    outcome: Future[None] = Future()
+    outcome = BackgroundProbe()
     outcome.set_running_or_notify_cancel()
     report.checks.append(("spawn probe", "running in the background"))
 
@@ -345,7 +371,7 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
             # training loop must not kill it mid-import with a traceback.
             with sigint_blocked(multiprocessing.get_context(
                     plan.loader.multiprocessing_context).get_start_method()):
-                found = _spawn_probe(plan, payload, report)
+                found = _spawn_probe(plan, payload, report, outcome.abandoned)
         except BaseException as exc:  # the probe could not even start
             outcome.set_exception(exc)
             return
@@ -359,7 +385,8 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
     return outcome
 
 
-def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
+def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport,
+                 abandoned: threading.Event | None = None) -> list[Diagnostic]:
     context = multiprocessing.get_context(plan.loader.multiprocessing_context)
     receive, send = context.Pipe(duplex=False)
     process = context.Process(
@@ -370,16 +397,20 @@ def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagn
     outcome: tuple[str, str] = ("error", f"no answer within {PROBE_TIMEOUT:.0f} s (a hang?)")
     died = False
     try:
-        if receive.poll(PROBE_TIMEOUT):
+        if _answered(receive, abandoned, started + PROBE_TIMEOUT):
             outcome = receive.recv()
     except EOFError:
         died = True
     finally:
+        if abandoned is not None and abandoned.is_set():
+            process.kill()
         process.join(5)
         if process.is_alive():
             process.kill()
             process.join()
         receive.close()
+    if abandoned is not None and abandoned.is_set():
+        return []  # no one asks any more
     if died:  # the exit code is known only after the join
         outcome = ("error", f"the probe process exited with code {process.exitcode} before it "
                             "answered (a crash, or a script re-run without a main guard: see "
