@@ -216,9 +216,7 @@ def test_sigkilled_training_process_leaves_no_workers_or_resource_tracker(
     (2, 0, 0.0),  # two whole epochs: the workers may still be starting when they end
     (2, 0, 0.0),
     (2, 0, 0.0),
-    (2, 0, 0.0),
     (2, 400, 0.01),  # stops at its step budget in the middle of the second epoch
-    (1, 150, 0.05),  # stops once the workers read
 ])
 def test_a_normal_exit_prints_nothing(tmp_path: Path, epochs: int, budget: int,
                                       step_seconds: float) -> None:
