@@ -12,12 +12,14 @@ object there.
 from __future__ import annotations
 
 import ast
+import atexit
 import inspect
 import multiprocessing
 import pickle
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -354,9 +356,24 @@ class BackgroundProbe(Future[None]):
     def __init__(self) -> None:
         super().__init__()
         self.abandoned = threading.Event()
+        self.thread: threading.Thread | None = None
+        _RUNNING_PROBES.add(self)
 
     def abandon(self) -> None:
         self.abandoned.set()
+
+
+_RUNNING_PROBES: weakref.WeakSet[BackgroundProbe] = weakref.WeakSet()
+
+
+@atexit.register
+def _end_probes_at_exit() -> None:
+    # The probe's thread is a daemon (an exit must not wait for the probe's answer), but
+    # it must not run on into the interpreter's finalization: end it while all is alive.
+    for probe in list(_RUNNING_PROBES):
+        probe.abandon()
+        if probe.thread is not None:
+            probe.thread.join(5)
 
 
 def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Future[None]:
@@ -381,7 +398,8 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
             outcome.set_result(None)
 
     # A daemon: a script that exits before the probe answers must not wait for it.
-    threading.Thread(target=run, name="loaderkit-spawn-probe", daemon=True).start()
+    outcome.thread = threading.Thread(target=run, name="loaderkit-spawn-probe", daemon=True)
+    outcome.thread.start()
     return outcome
 
 
