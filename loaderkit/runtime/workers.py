@@ -214,14 +214,17 @@ _LIKELY_CAUSE = {
 _STARTED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def worker_died(exc: BaseException) -> WorkerDied | None:
+def worker_died(exc: BaseException, ours_only: bool = False) -> WorkerDied | None:
     """DataLoader's RuntimeError about a dead worker as a WorkerDied saying which worker,
-    how it ended and why that likely was; None for any other error."""
+    how it ended and why that likely was; None for any other error (and, with
+    `ours_only`, for a worker of a DataLoader that loaderkit did not build)."""
     match = _DEAD_WORKER.match(str(exc)) if type(exc) is RuntimeError else None
     if match is None:
         return None
     pid = int(match.group(1))
     worker_id, exitcode = _worker_of(pid)
+    if ours_only and worker_id is None:
+        return None
     name = None
     if exitcode is not None and exitcode < 0:
         with contextlib.suppress(ValueError):
@@ -267,7 +270,7 @@ class _WorkerDeathHandler:
         try:
             self.previous(signum, frame)
         except RuntimeError as exc:
-            died = None if _in_a_pass(frame) else worker_died(exc)
+            died = None if _in_a_pass(frame) else worker_died(exc, ours_only=True)
             if died is None:
                 raise
             raise died from None
