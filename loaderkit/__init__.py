@@ -25,6 +25,7 @@ from loaderkit.errors import (
     SourceError,
     TransformError,
     UserCodeError,
+    WorkerDied,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "SourceError",
     "TransformError",
     "UserCodeError",
+    "WorkerDied",
     "load_recipe",
     "merge_states",
 ]

@@ -12,12 +12,14 @@ object there.
 from __future__ import annotations
 
 import ast
+import atexit
 import inspect
 import multiprocessing
 import pickle
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -319,6 +321,17 @@ def _secrets(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnosti
 
 # --- the spawn probe -------------------------------------------------------------------
 
+def _answered(receive: Connection, abandoned: threading.Event | None, deadline: float) -> bool:
+    """Whether the probe answered (or died) before `deadline`; False once `abandoned`."""
+    while abandoned is None or not abandoned.is_set():
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return False
+        if receive.poll(left if abandoned is None else min(left, 0.25)):
+            return True
+    return False
+
+
 def _probe_child(payload: bytes, conn: Connection) -> None:
     """Runs in the fresh interpreter: unpickle the payload, open the source, read one row."""
     try:
@@ -333,9 +346,39 @@ def _probe_child(payload: bytes, conn: Connection) -> None:
         conn.close()
 
 
+class BackgroundProbe(Future[None]):
+    """The spawn probe running on a thread: fails with the probe's RecipeError.
+
+    `abandon()` ends the probe process early: its loader was dropped, and no one
+    waits for the answer (a probe holds a whole interpreter with torch and lance).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = threading.Event()
+        self.thread: threading.Thread | None = None
+        _RUNNING_PROBES.add(self)
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+
+
+_RUNNING_PROBES: weakref.WeakSet[BackgroundProbe] = weakref.WeakSet()
+
+
+@atexit.register
+def _end_probes_at_exit() -> None:
+    # The probe's thread is a daemon (an exit must not wait for the probe's answer), but
+    # it must not run on into the interpreter's finalization: end it while all is alive.
+    for probe in list(_RUNNING_PROBES):
+        probe.abandon()
+        if probe.thread is not None:
+            probe.thread.join(5)
+
+
 def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Future[None]:
     """The spawn probe on a daemon thread; the future fails with the probe's RecipeError."""
-    outcome: Future[None] = Future()
+    outcome = BackgroundProbe()
     outcome.set_running_or_notify_cancel()
     report.checks.append(("spawn probe", "running in the background"))
 
@@ -345,7 +388,7 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
             # training loop must not kill it mid-import with a traceback.
             with sigint_blocked(multiprocessing.get_context(
                     plan.loader.multiprocessing_context).get_start_method()):
-                found = _spawn_probe(plan, payload, report)
+                found = _spawn_probe(plan, payload, report, outcome.abandoned)
         except BaseException as exc:  # the probe could not even start
             outcome.set_exception(exc)
             return
@@ -355,11 +398,13 @@ def _probe_in_background(plan: Plan, payload: bytes, report: SafetyReport) -> Fu
             outcome.set_result(None)
 
     # A daemon: a script that exits before the probe answers must not wait for it.
-    threading.Thread(target=run, name="loaderkit-spawn-probe", daemon=True).start()
+    outcome.thread = threading.Thread(target=run, name="loaderkit-spawn-probe", daemon=True)
+    outcome.thread.start()
     return outcome
 
 
-def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:
+def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport,
+                 abandoned: threading.Event | None = None) -> list[Diagnostic]:
     context = multiprocessing.get_context(plan.loader.multiprocessing_context)
     receive, send = context.Pipe(duplex=False)
     process = context.Process(
@@ -370,16 +415,20 @@ def _spawn_probe(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagn
     outcome: tuple[str, str] = ("error", f"no answer within {PROBE_TIMEOUT:.0f} s (a hang?)")
     died = False
     try:
-        if receive.poll(PROBE_TIMEOUT):
+        if _answered(receive, abandoned, started + PROBE_TIMEOUT):
             outcome = receive.recv()
     except EOFError:
         died = True
     finally:
+        if abandoned is not None and abandoned.is_set():
+            process.kill()
         process.join(5)
         if process.is_alive():
             process.kill()
             process.join()
         receive.close()
+    if abandoned is not None and abandoned.is_set():
+        return []  # no one asks any more
     if died:  # the exit code is known only after the join
         outcome = ("error", f"the probe process exited with code {process.exitcode} before it "
                             "answered (a crash, or a script re-run without a main guard: see "

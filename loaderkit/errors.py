@@ -167,6 +167,21 @@ class MissingEnvError(RuntimeFailure):
     """An `${env:NAME}` with no default is unset in this process."""
 
 
+class WorkerDied(RuntimeFailure):
+    """A DataLoader worker process ended mid-epoch without saying why (killed by a
+    signal, often the out-of-memory killer's SIGKILL, or an exit of its own).
+
+    `worker_id`, `pid`, `signal` (a name such as "SIGKILL", or None) and `exitcode`
+    say which and how. The batches delivered before it stay counted:
+    `loader.state_dict()` taken now resumes the epoch exactly.
+    """
+
+    def __init__(self, message: str, *, worker_id: int | None = None, pid: int | None = None,
+                 signal: str | None = None, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.worker_id, self.pid, self.signal, self.exitcode = worker_id, pid, signal, exitcode
+
+
 class UserCodeError(RuntimeFailure):
     """The user's own code, named by the recipe key `recipe_key`, raised.
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "ResumeError": "loaderkit.errors",
     "RuntimeFailure": "loaderkit.errors",
     "SourceError": "loaderkit.errors",
+    "WorkerDied": "loaderkit.errors",
 }
 
 __all__ = sorted(_EXPORTS)

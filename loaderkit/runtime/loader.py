@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -34,7 +35,13 @@ from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 from loaderkit.runtime.state import EpochState, settings
 from loaderkit.runtime.tasks import StandbyTask, Task
 from loaderkit.runtime.universe import ScanRun
-from loaderkit.runtime.workers import WorkerPool, from_worker, identity_collate, worker_init
+from loaderkit.runtime.workers import (
+    WorkerPool,
+    from_worker,
+    identity_collate,
+    worker_died,
+    worker_init,
+)
 
 
 class _TaskSampler(torch.utils.data.Sampler):
@@ -145,9 +152,12 @@ class RecipeLoader(torch.utils.data.DataLoader):
         """Start no worker before `gate` (the spawn probe) is done; re-raise its failure.
 
         Until then this process reads; a pass with a transform, which only workers
-        run, waits for it.
+        run, waits for it. A loader dropped before it answers ends it (`abandon`).
         """
         self.workers.gate = gate
+        abandon = getattr(gate, "abandon", None)
+        if abandon is not None:
+            weakref.finalize(self, abandon)
 
     def start_iterator(self) -> Any:
         """DataLoader's own iterator over this pass's tasks (starts or reuses workers)."""
@@ -197,7 +207,7 @@ class RecipeLoader(torch.utils.data.DataLoader):
                 # The pass ends here (a dead worker, a read error, Ctrl-C): stop its
                 # workers now, not when the traceback holding this frame is collected.
                 self.workers.stop(workers)
-            clean = from_worker(exc) if isinstance(exc, RuntimeFailure) else None
+            clean = from_worker(exc) if isinstance(exc, RuntimeFailure) else worker_died(exc)
             if clean is None:
                 raise
             raise clean from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import multiprocessing
 import os
 import re
 import signal
@@ -20,9 +22,11 @@ import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 from multiprocessing import resource_tracker
+from multiprocessing.connection import Connection
+from types import FrameType
 from typing import Any
 
-from loaderkit.errors import RuntimeFailure
+from loaderkit.errors import RuntimeFailure, WorkerDied
 
 # How DataLoader re-raises a worker's exception: same type, the worker's traceback as message.
 _WORKER_ERROR = re.compile(r"Caught \w+ (in DataLoader worker process \d+)\.\nOriginal ")
@@ -53,19 +57,74 @@ def worker_init(worker_id: int) -> None:
 
 
 class WorkerStart:
-    """`worker_init_fn` that also counts, in a shared `ready` counter, the workers that are up.
+    """`worker_init_fn` that also counts, in a shared `ready` counter, the workers that are up,
+    and ties each worker's life to the process that started it (`end_with_parent`).
 
     It runs once the worker has imported torch, lance and loaderkit (unpickling the
     dataset), so a worker counted here reads its next task at once.
     """
 
-    def __init__(self, ready: Any) -> None:
+    def __init__(self, ready: Any, start_method: str | None) -> None:
         self.ready = ready
+        self.alive = _alive_reader()
+        # A parent-death signal fires when the *thread* that started the worker ends: safe
+        # only for the main thread (or a forkserver, whose one thread forks every worker).
+        self.death_signal = start_method != "spawn" or \
+            threading.current_thread() is threading.main_thread()
 
     def __call__(self, worker_id: int) -> None:
         worker_init(worker_id)
+        end_with_parent(self.alive, self.death_signal)
         with self.ready.get_lock():
             self.ready.value += 1
+
+
+# --- a worker ends with the process that started it -----------------------------------------
+#
+# DataLoader's own watchdog in the worker compares os.getppid() with the parent it saw
+# when its loop started, seconds after the worker was spawned (imports, unpickling): a
+# parent that died meanwhile is never noticed, and the worker serves no one for ever
+# (the resource tracker with it, which waits for every process holding its pipe).
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCH_SECONDS = 0.5
+_alive_pipe: tuple[Connection, Connection] | None = None
+
+
+def _alive_reader() -> Connection:
+    """The read end of a pipe whose write end only this process holds, until it dies.
+
+    A worker that sees end-of-file on it knows that its loader's process is gone,
+    however it died and whenever (before the worker was up too), and whichever
+    process forked it (a forkserver).
+    """
+    global _alive_pipe
+    if _alive_pipe is None:
+        _alive_pipe = multiprocessing.Pipe(duplex=False)
+    return _alive_pipe[0]
+
+
+def end_with_parent(alive: Connection, death_signal: bool) -> None:
+    """In a worker: end this process when the loader's process ends, SIGKILL included.
+
+    Linux's parent-death signal acts even while this process holds the GIL; the
+    watch thread covers every platform and start method.
+    """
+    if death_signal and sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL),
+                                                    0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(alive, os.getppid()),
+                     name="loaderkit-parent-watch", daemon=True).start()
+
+
+def _watch_parent(alive: Connection, parent: int) -> None:
+    # poll() is true at end-of-file; a changed parent pid means this process was
+    # re-parented (a fork of the loader's process may hold the pipe's write end).
+    while not alive.poll(_WATCH_SECONDS):
+        if os.getppid() != parent:
+            break
+    os._exit(1)  # nothing to save: no one reads this worker's batches any more
 
 
 def _exit_before_finalizing() -> None:
@@ -131,6 +190,135 @@ def from_worker(exc: RuntimeFailure) -> RuntimeFailure | None:
     return clean
 
 
+# --- a worker that died -------------------------------------------------------------------
+
+# DataLoader's reports of a dead worker: its SIGCHLD handler's ("DataLoader worker (pid 7)
+# is killed by signal: Killed.", "... exited unexpectedly with exit code 1") and the one
+# it raises when a worker it waited for is gone ("DataLoader worker (pid(s) 7, 8) exited
+# unexpectedly").
+_DEAD_WORKER = re.compile(r"^DataLoader worker \(pid(?:\(s\))? (\d+)[\d, ]*\) "
+                          r"(?:is killed by signal|exited unexpectedly)")
+_SIGNAL_NAMES = {signal.strsignal(s): s.name for s in signal.Signals if signal.strsignal(s)}
+_LIKELY_CAUSE = {
+    "SIGKILL": "most likely out of memory: the kernel's OOM killer sends SIGKILL (the kernel "
+               "log says so: dmesg | grep -i oom); lower num_workers, prefetch_factor or "
+               "chunk_rows, or give the job more memory",
+    "SIGBUS": "most likely out of shared memory (/dev/shm; in a container, raise --shm-size)",
+    "SIGSEGV": "a crash in native code (an extension the transform uses, or the engine)",
+    "SIGABRT": "a crash in native code (an extension the transform uses, or the engine)",
+    "SIGTERM": "something outside the loader stopped it (kill, a job scheduler)",
+}
+
+# DataLoader iterators whose workers this process started; weakly held, as a collected
+# iterator has stopped its workers.
+_STARTED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def worker_died(exc: BaseException, ours_only: bool = False) -> WorkerDied | None:
+    """DataLoader's RuntimeError about a dead worker as a WorkerDied saying which worker,
+    how it ended and why that likely was; None for any other error (and, with
+    `ours_only`, for a worker of a DataLoader that loaderkit did not build)."""
+    match = _DEAD_WORKER.match(str(exc)) if type(exc) is RuntimeError else None
+    if match is None:
+        return None
+    pid = int(match.group(1))
+    worker_id, exitcode = _worker_of(pid)
+    if ours_only and worker_id is None:
+        return None
+    name = None
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(-exitcode).name
+    elif exitcode is None:  # not reaped here: DataLoader's text names the signal
+        said = re.search(r"killed by signal: (.+?)\.", str(exc))
+        name = _SIGNAL_NAMES.get(said.group(1)) if said else None
+    who = f"DataLoader worker {worker_id}" if worker_id is not None else "a DataLoader worker"
+    if name is not None:
+        how = f"was killed by {name}: {_LIKELY_CAUSE.get(name, 'a signal from outside')}"
+    elif exitcode:
+        how = (f"exited with status {exitcode}: code it ran ended the process (sys.exit or "
+               "os._exit in a transform or connection factory?)")
+    else:
+        how = "exited unexpectedly"
+    return WorkerDied(f"{who} (pid {pid}) {how}. The batches delivered before it stay "
+                      "counted: loader.state_dict() resumes this epoch exactly",
+                      worker_id=worker_id, pid=pid, signal=name, exitcode=exitcode)
+
+
+def _worker_of(pid: int) -> tuple[int | None, int | None]:
+    """The worker id of the process `pid` among this process's loaders, and its exit code."""
+    for iterator in list(_STARTED):
+        for worker_id, process in enumerate(getattr(iterator, "_workers", ())):
+            if process.pid == pid:
+                return worker_id, process.exitcode
+    return None, None
+
+
+class _WorkerDeathHandler:
+    """DataLoader's SIGCHLD handler, raising WorkerDied for the RuntimeError it raises.
+
+    It raises wherever the main thread is when a worker dies, often in the training
+    step. Inside a loader's pass the error is left as it is: the pass translates it
+    itself once it has stopped its workers (and Lance, which runs signal handlers
+    while it reads, passes on only the builtin exceptions).
+    """
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            self.previous(signum, frame)
+        except RuntimeError as exc:
+            died = None if _in_a_pass(frame) else worker_died(exc, ours_only=True)
+            if died is None:
+                raise
+            raise died from None
+
+
+def _in_a_pass(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "_deliver" and \
+                frame.f_globals.get("__name__") == "loaderkit.runtime.loader":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _report_deaths_as_worker_died() -> None:
+    """Wrap DataLoader's SIGCHLD handler, once it is installed (by the first iterator with
+    workers); only the main thread may install a handler."""
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGCHLD)
+    if callable(current) and not isinstance(current, _WorkerDeathHandler):
+        signal.signal(signal.SIGCHLD, _WorkerDeathHandler(current))
+
+
+# --- stopping ------------------------------------------------------------------------------
+
+def forget_pids(iterator: Any) -> None:
+    """Take `iterator`'s workers off DataLoader's watch for dead workers: their end is no
+    failure now. Only the thread that stops them may call this (DataLoader's shutdown
+    removes them once, and fails on a second removal)."""
+    if getattr(iterator, "_worker_pids_set", False):
+        iterator._worker_pids_set = False
+        from torch.utils.data._utils import signal_handling
+
+        with contextlib.suppress(Exception):
+            signal_handling._remove_worker_pids(id(iterator))
+
+
+@atexit.register
+def _forget_workers_at_exit() -> None:
+    # Registered after multiprocessing's exit function (imported above), so it runs first.
+    # That function terminates every daemonic child, workers included, and DataLoader's
+    # SIGCHLD handler then reports each as "killed by signal: Terminated" from inside it
+    # ("Exception ignored in atexit callback"). A clean exit prints nothing.
+    for iterator in list(_STARTED):
+        forget_pids(iterator)
+
+
 class WorkerPool:
     """A loader's worker processes across passes: started after the spawn probe (`gate`),
     counted as they come up (`ready`), stopped when a pass no longer needs them.
@@ -140,12 +328,18 @@ class WorkerPool:
     """
 
     def __init__(self, loader: Any, count: int) -> None:
-        self.loader = loader
+        # Weakly: the loader owns the pool, and a dropped loader must go at once (with
+        # what it ends when collected, its spawn probe), not at the next garbage collection.
+        self._loader = weakref.ref(loader)
         self.count = count
         self.ready: Any = None  # shared count of this loader's workers that are up
         self.gate: Future[None] | None = None  # the spawn probe workers wait for, if any
         self._stopping: threading.Thread | None = None  # stops workers a pass did not need
         self._current: weakref.ref[Any] | None = None  # this pass's DataLoader iterator
+
+    @property
+    def loader(self) -> Any:
+        return self._loader()
 
     @property
     def may_start(self) -> bool:
@@ -183,12 +377,15 @@ class WorkerPool:
             self.ready.value = 0  # fresh workers count themselves in
         # Set only while the workers start: the counter crosses to them as they are
         # spawned, and cannot be pickled at any other time (the build's safety check).
-        loader.worker_init_fn = WorkerStart(self.ready)
+        start_method = getattr(context, "get_start_method", lambda: None)()
+        loader.worker_init_fn = WorkerStart(self.ready, start_method)
         try:
-            with sigint_blocked(getattr(context, "get_start_method", lambda: None)()):
+            with sigint_blocked(start_method):
                 iterator = loader.start_iterator()
         finally:
             loader.worker_init_fn = worker_init
+        _STARTED.add(iterator)
+        _report_deaths_as_worker_died()
         self._current = weakref.ref(iterator)
         return iterator
 
@@ -197,11 +394,13 @@ class WorkerPool:
         ended the pass)."""
         with contextlib.suppress(Exception):
             iterator._shutdown_workers()
-        if iterator is self.loader._iterator:  # persistent workers: the next pass starts new
-            self.loader._iterator = None
+        loader = self.loader
+        if loader is not None and iterator is loader._iterator:
+            loader._iterator = None  # persistent workers: the next pass starts new
 
     def stop_in_background(self, iterator: Any) -> None:
         """Stop workers a pass did not need without waiting out their imports."""
+        forget_pids(iterator)  # here, so that the stopping thread never removes them too
         self._stopping = threading.Thread(target=self.stop, args=(iterator,),
                                           name="loaderkit-stop", daemon=True)
         self._stopping.start()

@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from loaderkit.compiler import compile_recipe
+from loaderkit.errors import WorkerDied
 from tests.reliability.support import (
     BUCKET,
     ENDPOINT_VAR,
@@ -126,7 +127,7 @@ def test_killed_worker_raises_and_leaves_no_worker_processes(tmp_path: Path) -> 
     workers = worker_pids(os.getpid())
     assert len(workers) == 2
     # Killed inside the block: DataLoader's SIGCHLD handler may raise at once.
-    with pytest.raises(RuntimeError, match=rf"worker.*{workers[0]}"):
+    with pytest.raises(WorkerDied, match=rf"worker \d \(pid {workers[0]}\) was killed"):
         os.kill(workers[0], signal.SIGKILL)
         for _ in iterator:
             pass
