@@ -24,5 +24,5 @@ class Factory(SourceKind):
     def open(source: SourceSpec) -> Any:
         reference = str(source.connection_factory)
         factory = import_attr(reference)
-        name = source.table if source.table is not None else resolve_text(source.uri)
+        name = resolve_text(source.table if source.table is not None else source.uri)
         return checkout(call_user(FactoryError, reference, factory, name), source.version)
