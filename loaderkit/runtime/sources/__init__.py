@@ -61,6 +61,9 @@ class SourceKind:
         """The settings a worker resolves itself, by recipe key, that may hold a secret."""
         found: list[tuple[tuple[str, ...], Text]] = [(("source", "uri"), source.uri)]
         found += [(("source", "storage_options", k), v) for k, v in source.storage_options.items()]
+        found += [(("source", key), value) for key in ("table", "version", "region",
+                                                       "host_override")
+                  if isinstance(value := getattr(source, key), EnvValue)]
         return found
 
 

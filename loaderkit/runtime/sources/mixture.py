@@ -75,7 +75,9 @@ class MixtureSourceKind(SourceKind):
     @staticmethod
     def secrets(source: SourceSpec) -> list[tuple[tuple[str, ...], Text]]:
         return [(("sources", part.name, *key[1:]), value) for part in source.parts
-                for key, value in kind_of(part.source).secrets(part.source)]
+                for key, value in [*kind_of(part.source).secrets(part.source),
+                                   (("source", "filter"), part.filter)]
+                if value is not None]
 
 
 class MixtureReader:
