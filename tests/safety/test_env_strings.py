@@ -178,3 +178,20 @@ def test_build_json_shows_the_version_reference(
         code = cli.main(["build", str(path), "--json", "--no-probe"])
     assert code == 0
     assert json.loads(output.out)["pinned_version"] == "${env:LK_TEST_VERSION}"
+
+
+def test_an_engine_error_quoting_a_table_or_source_filter_shows_the_references(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from loaderkit.runtime.sources.failures import source_error
+    from loaderkit.runtime.spec import MixturePart, SourceSpec
+    from loaderkit.vocabulary import EnvValue
+
+    monkeypatch.setenv("LK_TEST_TABLE", f"table-{MARKER}")
+    monkeypatch.setenv("LK_TEST_FILTER", SECRET_FILTER)
+    part = SourceSpec(uri="db", table=EnvValue("LK_TEST_TABLE"))
+    mixture = SourceSpec(uri="mixture of a", parts=(
+        MixturePart("a", part, filter=EnvValue("LK_TEST_FILTER")),))
+    engine_text = f"no table table-{MARKER} for query WHERE {SECRET_FILTER}"
+    message = str(source_error("reading", mixture, ValueError(engine_text)))
+    assert MARKER not in message and "id > 250" not in message
+    assert "${env:LK_TEST_TABLE}" in message and "${env:LK_TEST_FILTER}" in message

@@ -33,7 +33,11 @@ def _redact(text: str, source: SourceSpec | None) -> str:
     """
     if source is None:
         return text
-    refs = [source.uri, source.api_key, *source.storage_options.values()]
+    refs = [source.uri, source.api_key, source.table, source.version, source.region,
+            source.host_override, *source.storage_options.values()]
+    for part in source.parts:  # a mixture: its sources, and their own filters
+        text = _redact(text, part.source)
+        refs.append(part.filter)
     for ref in refs:
         if isinstance(ref, EnvValue) and ref.is_secret:
             value = resolve_text(ref)
