@@ -25,11 +25,11 @@ from loaderkit.errors import (
     inside_value,
     unique,
 )
-from loaderkit.planning import Plan
+from loaderkit.planning import Plan, shown
 from loaderkit.references import USER_FAILURES, import_reference, user_frames, why_not_imported
 from loaderkit.rules import rule
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import RANDOM_SPLIT
+from loaderkit.vocabulary import RANDOM_SPLIT, EnvValue, Text, resolve_text
 
 
 def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
@@ -43,7 +43,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
     if problems:
         return plan, problems  # a factory that does not import cannot open the source
     source = plan.read.source
-    checked: list[tuple[Prefix, Any, str | None]] = []  # (recipe key, handle, own filter)
+    checked: list[tuple[Prefix, Any, Text | None]] = []  # (recipe key, handle, own filter)
     schemas: list[tuple[Prefix, pa.Schema | None]] = []
     if source.parts:
         parts = []
@@ -53,7 +53,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             problems += found
             parts.append(replace(part, source=pinned))
             if opened is not None:
-                plan.node(*prefix).settings["version"] = pinned.version
+                plan.node(*prefix).settings["version"] = shown(pinned.version, ())
                 checked.append((prefix, opened, part.filter))
         if has_errors(problems):
             return plan, problems
@@ -64,7 +64,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             if found:
                 return plan, found
             plan = replace(plan, read=replace(plan.read, source=pinned))
-        plan.node("source").settings["version"] = plan.read.source.version
+        plan.node("source").settings["version"] = shown(plan.read.source.version, ())
         checked.append((("source",), handle, None))
     for prefix, opened, own_filter in checked:
         found, schema = _check_data(plan, _Engine(opened), prefix, own_filter)
@@ -188,8 +188,6 @@ def _other_tables(source: SourceSpec) -> list[str]:
     """The tables of a local LanceDB database that lacks the recipe's table, else []."""
     if source.table is None or source.connection_factory is not None:
         return []
-    from loaderkit.vocabulary import resolve_text
-
     try:
         uri = resolve_text(source.uri)
         if uri.startswith(("db://", "memory://")):
@@ -200,7 +198,7 @@ def _other_tables(source: SourceSpec) -> list[str]:
         names = list(lancedb.connect(uri, storage_options=options).list_tables().tables)
     except Exception:  # no database there either: the uri is what is wrong
         return []
-    return sorted(names) if source.table not in names else []
+    return sorted(names) if resolve_text(source.table) not in names else []
 
 
 def references(plan: Plan) -> list[tuple[tuple[str, ...], str]]:
@@ -364,7 +362,7 @@ _CUTS = 64
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | None
+def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: Text | None
                 ) -> tuple[list[Diagnostic], pa.Schema | None]:
     """One source's columns, filters, split column and types against its data; and the
     schema it delivers (None when a problem prevents reading it)."""
@@ -376,13 +374,25 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | N
     problems = []
     names = engine.names
     for name, expression in (read.columns or {}).items():
-        reason = engine.projection_problem(name, expression)
-        if reason is not None:
-            problems.append(_unknown_column(plan, prefix, name, expression, reason, names))
-    for text, key in ((read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
-        if text is None:
+        reason = _placeholder(resolve_text(expression)) or \
+            engine.projection_problem(name, resolve_text(expression))
+        if reason is None:
             continue
-        reason = engine.filter_problem(text)
+        if isinstance(expression, EnvValue):
+            problems.append(_unreadable_reference(plan, _column_key(plan, prefix, name),
+                                                  f"column '{name}'", expression, reason, names,
+                                                  where_source))
+        else:
+            problems.append(_unknown_column(plan, prefix, name, expression, reason, names))
+    for value, key in ((read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
+        if value is None:
+            continue
+        text = resolve_text(value)
+        reason = _placeholder(text) or engine.filter_problem(text)
+        if reason is not None and isinstance(value, EnvValue):
+            problems.append(_unreadable_reference(plan, key, "filter", value, reason, names,
+                                                  where_source))
+            continue
         if reason is not None:
             problems.append(_invalid_filter(plan, text, reason, names, key, where_source))
             continue
@@ -401,7 +411,7 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | N
                                          "splits.by names a column, or is `random`"))
     if problems:
         return problems, None
-    schema = engine.delivered(read.columns)
+    schema = engine.delivered(read.engine_columns)
     if schema is None:  # an object with no engine to ask: its own reads will tell
         return problems, None
     for spec in read.decode:
@@ -420,6 +430,38 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: str | N
             "drop the column, or choose a format that holds it (arrow, numpy, pandas, polars, "
             "python, python_col), or convert it in a transform with format: arrow"))
     return problems, schema
+
+
+_PLACEHOLDER = "'$' starts a query parameter, which nothing binds in a recipe"
+
+
+def _placeholder(text: str) -> str | None:
+    """The refusal of a text with a query parameter, which the engine is never asked about:
+    it panics on one (sql.placeholder)."""
+    return _PLACEHOLDER if sql.placeholder(text) is not None else None
+
+
+def _column_key(plan: Plan, prefix: Prefix, name: str) -> tuple[str | int, ...]:
+    return prefix if prefix[0] == "sources" else _column_path(plan, name)
+
+
+def _unreadable_reference(plan: Plan, key: tuple[str | int, ...], what: str, reference: EnvValue,
+                          reason: str, names: list[str], where_source: str = "") -> Diagnostic:
+    """LK402/LK403 for a column expression or a filter read through `${env:NAME}`: said
+    without the engine's text, which quotes the value (a secret), or any part of it."""
+    code, problem = ("LK403", "the engine cannot run it") if what == "filter" else \
+        ("LK402", "the engine cannot read it as a column or SQL expression")
+    hint = None
+    if reason == _PLACEHOLDER:
+        problem = "it holds a '$', which starts a query parameter"
+    elif _NO_FIELD.search(reason):
+        problem = "it names a column the dataset does not have"
+        hint = "columns there: " + ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    elif reason.startswith(("Error parsing statement", "Error tokenizing statement")):
+        problem = "it is not a valid SQL expression"
+    return rule(code).at(plan.locate(*key),
+                         f"invalid {what}{where_source}: the value of {reference!r} is read "
+                         f"from the environment and not shown; {problem}", hint)
 
 
 def _unknown_column(plan: Plan, prefix: Prefix, name: str, expression: str,

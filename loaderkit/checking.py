@@ -298,9 +298,17 @@ def _secret_references(plan: Plan) -> list[tuple[tuple[str, ...], EnvValue]]:
     key that holds it: the source kind says which of its settings may hold one."""
     from loaderkit.runtime.sources import kind_of
 
-    source = plan.read.source
-    return [(path, v) for path, v in kind_of(source).secrets(source)
-            if isinstance(v, EnvValue) and v.is_secret]
+    read = plan.read
+    found = [*kind_of(read.source).secrets(read.source), (("filter",), read.filter),
+             *((_column_key(plan, name), v) for name, v in (read.columns or {}).items())]
+    return [(path, v) for path, v in found if isinstance(v, EnvValue) and v.is_secret]
+
+
+def _column_key(plan: Plan, name: str) -> tuple[str, ...]:
+    """The recipe key of output column `name` of a `columns` mapping (a reference is only
+    taken there)."""
+    return ("columns", name) if isinstance(plan.document.data.get("columns"), dict) \
+        else ("columns",)
 
 
 def _secrets(plan: Plan, payload: bytes, report: SafetyReport) -> list[Diagnostic]:

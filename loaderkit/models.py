@@ -91,7 +91,7 @@ class MixtureSource(Source):
                           description="Its share of the mixture, relative to the other "
                                       "sources' weights: a finite number above 0.", examples=[3])
     filter: str | None = Field(None, description="A SQL predicate for this source, ANDed with "
-                                                 "the recipe's `filter`.",
+                                                 "the recipe's `filter`; may be ${env:NAME}.",
                                examples=["lang = 'en'"])
 
 
@@ -243,9 +243,12 @@ class Recipe(Section):
                               description="Rows per epoch, after filter, split and mixture, "
                                           "for all ranks together.", examples=[100000])
     columns: list[str] | dict[str, str] | None = Field(
-        None, description="A list of columns, or {output_name: column or SQL expression}. "
-                          "Default: all columns.", examples=[["image", "prompt"]])
-    filter: str | None = Field(None, description="A SQL predicate pushed down to Lance.",
+        None, description="A list of columns, or {output_name: column or SQL expression}; "
+                          "an expression may be ${env:NAME}. Default: all columns.",
+        examples=[["image", "prompt"]])
+    filter: str | None = Field(None, description="A SQL predicate pushed down to Lance; may be "
+                                                 "${env:NAME} (read in each process, never "
+                                                 "printed).",
                                examples=["aesthetic_score > 5"])
     format: FormatName = Field("torch", description="The type of each batch (see "
                                                      "docs/formats.md).", examples=["numpy"])

@@ -80,6 +80,12 @@ def _text(value: Any) -> Text:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _reference(value: Any) -> Any:
+    """`value`, or the EnvValue it is when it is an `${env:}` reference (read where used)."""
+    reference = parse_env(value) if isinstance(value, str) else None
+    return reference if reference is not None else value
+
+
 def shown(value: Any, path: KeyPath) -> Any:
     """A setting as it may be printed: env references as written, clear secrets redacted."""
     if isinstance(value, EnvValue):
@@ -106,10 +112,10 @@ def distributed_topology() -> tuple[int, int] | None:
 def source_spec(src: Source) -> SourceSpec:
     """A recipe's `source` section as the runtime's spec (secrets stay references)."""
     return SourceSpec(
-        uri=_text(src.uri), table=src.table, version=src.version,
+        uri=_text(src.uri), table=_reference(src.table), version=_reference(src.version),
         storage_options={k: _text(v) for k, v in src.storage_options.items()},
         api_key=_text(src.api_key) if src.api_key is not None else None,
-        region=src.region, host_override=src.host_override,
+        region=_reference(src.region), host_override=_reference(src.host_override),
         connection_factory=src.connection_factory)
 
 
@@ -133,7 +139,7 @@ def plan(recipe: Recipe, document: Document,
     if live is not None:
         source = live
     elif recipe.sources is not None:
-        parts = tuple(MixturePart(name, source_spec(src), src.weight, src.filter)
+        parts = tuple(MixturePart(name, source_spec(src), src.weight, _reference(src.filter))
                       for name, src in recipe.sources.items())
         stop = recipe.mixture.stop if recipe.mixture is not None else "first_exhausted"
         source = SourceSpec(uri=f"mixture of {', '.join(recipe.sources)}", parts=parts,
@@ -148,12 +154,15 @@ def plan(recipe: Recipe, document: Document,
         split = SplitSpec(recipe.splits.by, tuple(recipe.splits.fractions.items()),
                           recipe.splits.seed, recipe.split)
     columns = recipe.columns
+    expressions = None if columns is None else {
+        name: _reference(expression) for name, expression in
+        (zip(columns, columns, strict=True) if isinstance(columns, list) else columns.items())}
     decode = tuple(DecodeSpec(column, d.type, d.mode,
                               (d.size[0], d.size[1]) if d.size is not None else None)
                    for column, d in (recipe.decode or {}).items())
     read = ReadSpec(source=source,
-                    columns={c: c for c in columns} if isinstance(columns, list) else columns,
-                    filter=recipe.filter, format=recipe.format, transform=recipe.transform,
+                    columns=expressions, filter=_reference(recipe.filter),
+                    format=recipe.format, transform=recipe.transform,
                     batch_readahead=recipe.loader.batch_readahead,
                     reads_in_flight=recipe.loader.reads_in_flight, decode=decode, split=split)
 
@@ -200,12 +209,14 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     if src.parts:
         source = node("source", kind_of(src).label, ("sources",), {"stop": src.stop})
         source.children += [source_node(part.source, ("sources", part.name),
-                                        {"weight": part.weight, "filter": part.filter})
+                                        {"weight": part.weight,
+                                         "filter": shown(part.filter, ())})
                             for part in src.parts]
     else:
         source = source_node(src, ("source",), {})
     dataset = node("dataset", "ChunkDataset", ("columns",),
-                   {"columns": read.columns or "all", "filter": read.filter,
+                   {"columns": {k: shown(v, ()) for k, v in (read.columns or {}).items()}
+                    or "all", "filter": shown(read.filter, ()),
                     "format": read.format})
     dataset.children.append(source)
     if read.split is not None:

@@ -84,6 +84,13 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...], referrer: Location | N
     where = document.locate(("extends",))
     if not isinstance(base, str):
         return document  # validation reports the wrong type (LK202)
+    if env_reference(base) is not None:
+        problems.append(rule("LK107").at(where, "'extends' cannot be read from the "
+                                                "environment: the base recipe is read offline, "
+                                                "with its own references",
+                                         "name the base recipe's file"))
+        document.complete = False
+        return document
     # Shown as the user wrote it (relative to this recipe); compared in canonical form.
     base_path = Path(os.path.normpath(path.parent / base))
     here, there = _canonical(path), _canonical(base_path)

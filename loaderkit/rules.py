@@ -119,6 +119,17 @@ RULES: dict[str, Rule] = {
              _HEAD + "source:\n  uri: s3://bucket/train.lance\n  storage_options:\n"
              "    aws_secret_access_key: ${env:AWS_SECRET_ACCESS_KEY}\n",
              "(the same recipe, linted where AWS_SECRET_ACCESS_KEY is set)"),
+        Rule("LK107", "env-not-taken", E,
+             "`${env:NAME}` under a key that takes no reference: `name`, `split`, `splits.by`, "
+             "`transform`, `connection_factory`, `extends` and the items of a `columns` list. "
+             "Text keys that do take one: `filter` (and each source's), a `columns` mapping's "
+             "expressions, `uri`, `table`, `version`, `storage_options`, `api_key`, `region`, "
+             "`host_override`; number, boolean and fixed-name keys take one too (read at build).",
+             "These keys are read offline and must be the same in every process (the code to "
+             "import, the rows of a split, the names of the output columns); passing the "
+             "reference's text on would make the engine or the importer fail on `${env:...}`.",
+             _HEAD + _SRC + "transform: ${env:TRANSFORM}\n",
+             _HEAD + _SRC + "transform: my_project.data:decode\n"),
         # --- validate: the recipe's models and cross-field rules -------------------------
         Rule("LK201", "unknown-key", E,
              "A key that the recipe language does not have, with the closest known key as a "

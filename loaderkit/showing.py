@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loaderkit.planning import PlanNode
+from loaderkit.planning import PlanNode, shown
 
 if TYPE_CHECKING:
     from loaderkit.compiler import Compiled
@@ -200,7 +200,7 @@ def show_build(compiled: Compiled, throughput: Throughput | None, *, as_json: bo
 
     plan = compiled.plan
     if as_json:
-        return {"name": plan.name, "pinned_version": plan.read.source.version,
+        return {"name": plan.name, "pinned_version": shown(plan.read.source.version, ()),
                 "graph": plan.root.as_dict(),
                 "safety": compiled.safety.as_dict() if compiled.safety else None,
                 "diagnostics": [as_dict(d) for d in compiled.diagnostics],

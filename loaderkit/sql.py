@@ -44,6 +44,16 @@ def tokens(text: str) -> list[Token]:
     return [Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
 
 
+def placeholder(text: str) -> int | None:
+    """The offset of the first `$` outside strings, quoted names and comments, or None.
+
+    Lance reads `$1` or `${...}` as a query parameter, which nothing binds in a filter or a
+    column expression: its planner stops on an internal error (a Rust panic, printed on
+    stderr, and for a column expression raised past `except Exception`), so ask it nothing
+    with one."""
+    return next((t.start for t in tokens(text) if t.text == "$"), None)
+
+
 def stray(text: str) -> tuple[int, str] | None:
     """(offset, what) of the first token no single expression can hold, or None: a `)` that
     closes no `(`, or a `;` followed by more than comments. (A trailing `;` ends the

@@ -374,7 +374,8 @@ def _cross_field(document: Document, data: dict[str, Any],
     references = [("transform",), *((*p, "connection_factory") for p in source_paths(data))]
     for path in references:
         value = _get(data, *path)
-        if isinstance(value, str) and not REFERENCE.fullmatch(value):
+        if isinstance(value, str) and not REFERENCE.fullmatch(value) \
+                and env_reference(value) is None:  # LK107 says why a reference cannot be
             yield rule("LK205").at(at(*path), f"'{_dotted(path)}' must be 'module:attribute', got "
                                               f"{value!r}",
                                    "name an importable module and a function in it, e.g. "
@@ -410,6 +411,7 @@ def _cross_field(document: Document, data: dict[str, Any],
                                f"{shown('sampler', 'world_size')}",
                                "ranks count from 0 to world_size - 1")
 
+    yield from _untaken_references(document, data)
     yield from _decode_rules(document, data, shown("format"))
     yield from _mixture_rules(document, data)
     yield from _split_rules(document, data)
@@ -467,6 +469,46 @@ def _mixture_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnos
                                "use full_scan, sharded_batch or shuffle with `sources`")
 
 
+# Text keys that take no `${env:}` reference, and why: each is read offline, before any
+# environment is (lint checks it; a split's rows, the output columns' names and the code to
+# import must be the same in every process). A filter, a column expression, a uri, a table,
+# a version tag and storage options take one, read where each is used.
+_NO_REFERENCE = {
+    "name": "the recipe's name is part of what `build` prints",
+    "split": "the split is checked against splits.fractions offline",
+    "splits.by": "the split column fixes which rows each split holds",
+    "transform": "code to import is named in the recipe",
+    "connection_factory": "code to import is named in the recipe",
+    "columns": "a list of columns names the output columns; read an expression from the "
+               "environment in a mapping, {name: ${env:NAME}}",
+}
+
+
+def _untaken_references(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
+    """LK107 for an `${env:}` reference under a key that takes none (it would otherwise
+    reach the engine or the importer as the literal text `${env:...}`)."""
+    paths: list[tuple[KeyPath, str]] = [(("name",), "name"), (("split",), "split"),
+                                        (("splits", "by"), "splits.by"),
+                                        (("transform",), "transform")]
+    paths += [((*p, "connection_factory"), "connection_factory") for p in source_paths(data)]
+    columns = data.get("columns")
+    values = [(path, key, _get(data, *path)) for path, key in paths]
+    if isinstance(columns, list):
+        values += [(("columns", i), "columns", item) for i, item in enumerate(columns)]
+    for path, key, value in values:
+        if isinstance(value, str) and env_reference(value) is not None:
+            yield rule("LK107").at(document.locate(path),
+                                   f"'{_dotted(path)}' cannot be read from the environment: "
+                                   f"{_NO_REFERENCE[key]}",
+                                   "write the value itself in the recipe (or set it with "
+                                   "--set KEY=VALUE)")
+
+
+_PLACEHOLDER = "'$' starts a query parameter, which nothing binds in a recipe"
+_PLACEHOLDER_HINT = ("write the value itself; to read the whole filter from the environment, "
+                     "write filter: ${env:NAME}; quote a column name that holds '$'")
+
+
 def _filter_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnostic]:
     """LK403 offline, for what no filter can hold: Lance would run only the part before it
     (the rest, what the engine alone can tell, is found at build: binding.py)."""
@@ -474,7 +516,14 @@ def _filter_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnost
     named = list(sources) if isinstance(sources, dict) else []
     for path in [("filter",), *(("sources", name, "filter") for name in named)]:
         text = _get(data, *path)
-        found = sql.stray(text) if isinstance(text, str) else None
+        if not isinstance(text, str) or env_reference(text) is not None:
+            continue  # a reference is read, and its value checked, at build (binding.py)
+        dollar = sql.placeholder(text)
+        if dollar is not None:
+            yield rule("LK403").at(inside_value(document.locate(path), dollar),
+                                   f"invalid filter: {_PLACEHOLDER}", _PLACEHOLDER_HINT)
+            continue
+        found = sql.stray(text)
         if found is not None:
             offset, what = found
             yield rule("LK403").at(
@@ -495,7 +544,8 @@ def _split_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnosti
                                "fractions: {train: 0.9, val: 0.1}}")
     if not isinstance(fractions, dict):
         return
-    if isinstance(split, str) and fractions and split not in fractions:
+    if isinstance(split, str) and fractions and split not in fractions \
+            and env_reference(split) is None:  # a reference: LK107
         close = difflib.get_close_matches(split, [str(k) for k in fractions], n=1)
         yield rule("LK214").at(document.locate(("split",)), f"no split named '{split}'",
                                f"did you mean '{close[0]}'?" if close else

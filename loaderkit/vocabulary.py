@@ -107,6 +107,19 @@ def resolve_text(value: Text) -> str:
     return value.resolve() if isinstance(value, EnvValue) else value
 
 
+def resolve_optional(value: Text | None) -> str | None:
+    """`value` as an engine reads it: a reference resolved in this process, never stored."""
+    return None if value is None else resolve_text(value)
+
+
+def resolve_version(value: int | Text | None) -> int | str | None:
+    """A version pin as an engine reads it: a reference to a number is a version number."""
+    if not isinstance(value, EnvValue):
+        return value
+    text = value.resolve().strip()
+    return int(text) if text.isdigit() else text
+
+
 # --- redaction: the values read through ${env:NAME}, kept out of every text passed on ------
 
 # Values that cannot be told from ordinary words of a message: replacing them would garble

@@ -72,7 +72,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         """Open the source and read one row, as a worker would (the build's spawn probe)."""
         if self.read.transform is not None:
             import_attr(self.read.transform)
-        rows = self.reader.head(self.read.columns, self.read.filter).num_rows
+        rows = self.reader.head(self.read.engine_columns, self.read.engine_filter).num_rows
         return f"read {rows} row(s) of version {self.read.source.version}"
 
     def __getitem__(self, task: Task) -> Chunk:
@@ -143,7 +143,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         return lambda k: str(self.reader.describe_row(int(ids[start + k])))
 
     def _scanned(self, runs: Iterable[ScanRun]) -> Iterator[Any]:
-        cols, filt = self.read.columns, self.read.filter
+        cols, filt = self.read.engine_columns, self.read.engine_filter
         readahead = self.read.batch_readahead or SCAN_READAHEAD
         rows = 0
         for run in runs:
@@ -178,10 +178,10 @@ class ChunkDataset(torch.utils.data.Dataset):
         if fmt.from_columns is not None and take_parts is not None:
             # Each piece (a range read) is converted and copied into one buffer per
             # column as it arrives: one chunk-sized buffer, never two.
-            filled = fill(take_parts(uniq, self.read.columns), len(uniq), fmt)
+            filled = fill(take_parts(uniq, self.read.engine_columns), len(uniq), fmt)
             if filled is not None:
                 return HeldChunk(fmt.from_columns(filled), fmt, self.batch_size, order)
-        data = one_batch(self.reader.take(uniq, self.read.columns).to_batches())
+        data = one_batch(self.reader.take(uniq, self.read.engine_columns).to_batches())
         if order is None or fmt.gathers:
             return HeldChunk(fmt.convert(data), fmt, self.batch_size, order)
         return HeldChunk(data, ARROW, self.batch_size, order, deliver=fmt)
@@ -190,6 +190,6 @@ class ChunkDataset(torch.utils.data.Dataset):
         if self._cache is None:
             if self.cache_rows is None:
                 raise TypeError("cache tasks need the cache's rows")
-            self._cache = ShuffleCache.load(self.reader, self.cache_rows, self.read.columns,
-                                            self.read.filter, self.format, self.cache_mb)
+            self._cache = ShuffleCache.load(self.reader, self.cache_rows, self.read.engine_columns,
+                                            self.read.engine_filter, self.format, self.cache_mb)
         return self._cache

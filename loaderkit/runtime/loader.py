@@ -254,8 +254,8 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
     obj = handle if handle is not None else open_source(source)
     read = dataclasses.replace(read, source=pinned_source(source, obj))
     reader = reader_for(obj, read.source, read.reads_in_flight)
-    universe = reader.universe(read.filter, read.split)
-    schema = reader.schema(read.columns)
+    universe = reader.universe(read.engine_filter, read.split)
+    schema = reader.schema(read.engine_columns)
     rows = make_sampler(sampler, universe, loader.batch_size, loader.drop_last,
                         cache.fixed_bytes(schema, 1))
     held: cache.CacheRows = None
@@ -269,6 +269,6 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
     # Rows that cost CPU (decoding, a transform in the workers) or hold large payloads
     # (blobs, images) go out a batch at a time: workers share them evenly, and a chunk
     # of images never sits in one process's memory.
-    per_batch = bool(read.decode) or bool(reader.payloads(read.columns)) or (
+    per_batch = bool(read.decode) or bool(reader.payloads(read.engine_columns)) or (
         read.transform is not None and loader.num_workers > 0)
     return RecipeLoader(dataset, rows, loader, per_batch)

@@ -21,6 +21,8 @@ from loaderkit.vocabulary import (
     SourceKind,
     Text,
     UnevenPolicy,
+    resolve_optional,
+    resolve_text,
 )
 
 
@@ -33,12 +35,12 @@ class SourceSpec:
     """
 
     uri: Text
-    table: str | None = None
-    version: int | str | None = None
+    table: Text | None = None
+    version: int | Text | None = None
     storage_options: dict[str, Text] = field(default_factory=dict)
     api_key: Text | None = None
-    region: str | None = None
-    host_override: str | None = None
+    region: Text | None = None
+    host_override: Text | None = None
     connection_factory: str | None = None  # "module:attribute", called in each worker
     # A live object given to `load_recipe(source=...)` that no other process can open (a
     # memory:// or remote table): read in this process only, never by a worker.
@@ -73,7 +75,7 @@ class MixturePart:
     name: str
     source: SourceSpec
     weight: float = 1.0
-    filter: str | None = None
+    filter: Text | None = None
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,27 @@ class ReadSpec:
     """What to read from the source and how each batch looks."""
 
     source: SourceSpec
-    columns: dict[str, str] | None = None  # output name -> column or SQL expression
-    filter: str | None = None
+    columns: dict[str, Text] | None = None  # output name -> column or SQL expression
+    filter: Text | None = None
     format: FormatName = "torch"
     transform: str | None = None  # "module:attribute", called on each batch in the worker
     batch_readahead: int | None = None
     reads_in_flight: int | None = None  # None: by where the source lives (storage.py)
     decode: tuple[DecodeSpec, ...] = ()  # run on each batch before `transform`
     split: SplitSpec | None = None
+
+    # `filter` and `columns` may be `${env:}` references (EnvValue): the spec keeps the
+    # reference, which is what crosses into a worker; the engine gets these, read in the
+    # process that asks.
+    @property
+    def engine_filter(self) -> str | None:
+        return resolve_optional(self.filter)
+
+    @property
+    def engine_columns(self) -> dict[str, str] | None:
+        if self.columns is None:
+            return None
+        return {name: resolve_text(expression) for name, expression in self.columns.items()}
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ CASES = [
         says="not closed"),
     one(f"loaderkit: 1\nsource:\n  uri: ${{env:{UNSET}}}\n", "LK106", 3, 8, "env-unset-at-lint",
         severity="warning"),
+    one(HEAD + "transform: ${env:TRANSFORM,pkg.mod:fn}\n", "LK107", 4, 12, "env-in-transform",
+        says="cannot be read from the environment"),
     # --- LK2xx: validating --------------------------------------------------------------
     one(HEAD + "loader:\n  batch_sise: 4\n", "LK201", 5, 3, "unknown-key-did-you-mean",
         says="did you mean 'batch_size'?"),

@@ -81,7 +81,7 @@ def test_lint_does_not_warn_unset_on_a_line_with_an_error(
         write: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LK_T", raising=False)
     path = write("r.yaml", HEAD + "transform: ${env:LK_T}\n")
-    assert [d.code for d in lint([path])] == ["LK205"]
+    assert [d.code for d in lint([path])] == ["LK107"]
 
 
 def test_text_fields_keep_the_reference_for_the_worker(write: Any,

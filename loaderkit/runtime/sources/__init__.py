@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from loaderkit.errors import SourceError, UserCodeError
 from loaderkit.runtime.sources.failures import describe, source_error, unchained
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import EnvValue, Text, resolve_text
+from loaderkit.vocabulary import EnvValue, Text, resolve_text, resolve_version
 
 KINDS: dict[str, type[SourceKind]] = {}
 
@@ -61,6 +61,9 @@ class SourceKind:
         """The settings a worker resolves itself, by recipe key, that may hold a secret."""
         found: list[tuple[tuple[str, ...], Text]] = [(("source", "uri"), source.uri)]
         found += [(("source", "storage_options", k), v) for k, v in source.storage_options.items()]
+        found += [(("source", key), value) for key in ("table", "version", "region",
+                                                       "host_override")
+                  if isinstance(value := getattr(source, key), EnvValue)]
         return found
 
 
@@ -75,10 +78,11 @@ def kind_of(source: SourceSpec) -> type[SourceKind]:
     return KINDS[source.kind]
 
 
-def checkout(obj: Any, version: int | str | None) -> Any:
-    """`obj` (a LanceDataset or a LanceDB table) at `version` (None: as it is)."""
+def checkout(obj: Any, pin: int | Text | None) -> Any:
+    """`obj` (a LanceDataset or a LanceDB table) at version `pin` (None: as it is)."""
     import lance
 
+    version = resolve_version(pin)
     if version is None:
         return obj
     if isinstance(obj, lance.LanceDataset):

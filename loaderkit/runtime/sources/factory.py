@@ -29,7 +29,7 @@ class Factory(SourceKind):
     def open(source: SourceSpec) -> Any:
         reference = str(source.connection_factory)
         factory = import_attr(reference, FactoryError)
-        name = source.table if source.table is not None else resolve_text(source.uri)
+        name = resolve_text(source.table if source.table is not None else source.uri)
         with calling_factory(source):
             table = call_user(FactoryError, reference, factory, name)
         if not is_source_object(table):

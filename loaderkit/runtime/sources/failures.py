@@ -34,8 +34,10 @@ def redactor(source: SourceSpec | None) -> Redactor:
     if source is None:
         return Redactor(())
     specs = [source, *(part.source for part in source.parts)]
-    return Redactor.of_texts(t for s in specs
-                             for t in (s.uri, s.api_key, *s.storage_options.values()))
+    filters = [part.filter for part in source.parts]  # a mixture's sources' own filters
+    return Redactor.of_texts([*filters, *(t for s in specs for t in (
+        s.uri, s.api_key, s.table, s.version, s.region, s.host_override,
+        *s.storage_options.values()))])
 
 
 def source_error(verb: str, source: SourceSpec | None, exc: BaseException) -> SourceError:

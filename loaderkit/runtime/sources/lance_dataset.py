@@ -6,7 +6,7 @@ from typing import Any
 
 from loaderkit.runtime.sources import SourceKind, storage_options
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import resolve_text
+from loaderkit.vocabulary import resolve_text, resolve_version
 
 
 class LanceDataset(SourceKind):
@@ -17,5 +17,5 @@ class LanceDataset(SourceKind):
     def open(source: SourceSpec) -> Any:
         import lance
 
-        return lance.dataset(resolve_text(source.uri), version=source.version,
+        return lance.dataset(resolve_text(source.uri), version=resolve_version(source.version),
                              storage_options=storage_options(source))

@@ -6,7 +6,7 @@ from typing import Any
 
 from loaderkit.runtime.sources import SourceKind, checkout, storage_options
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import Text, resolve_text
+from loaderkit.vocabulary import Text, resolve_optional, resolve_text
 
 
 class LanceDBTable(SourceKind):
@@ -21,10 +21,11 @@ class LanceDBTable(SourceKind):
         if source.api_key is not None:
             kwargs["api_key"] = resolve_text(source.api_key)
         if source.region is not None:
-            kwargs["region"] = source.region
+            kwargs["region"] = resolve_text(source.region)
         if source.host_override is not None:
-            kwargs["host_override"] = source.host_override
-        table = lancedb.connect(resolve_text(source.uri), **kwargs).open_table(str(source.table))
+            kwargs["host_override"] = resolve_text(source.host_override)
+        table = lancedb.connect(resolve_text(source.uri), **kwargs).open_table(
+            str(resolve_optional(source.table)))
         return checkout(table, source.version)
 
     @staticmethod

@@ -22,16 +22,16 @@ from loaderkit.runtime.sources import SourceKind, kind_of, open_source
 from loaderkit.runtime.sources.payloads import Payloads
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import Mixture, ScanRun, Universe
-from loaderkit.vocabulary import Text
+from loaderkit.vocabulary import Text, resolve_text
 
 # A row id of a mixture: the source's index above this bit, the source's own id below.
 SOURCE_SHIFT = 56
 _LOCAL = (1 << SOURCE_SHIFT) - 1
 
 
-def and_filters(*filters: str | None) -> str | None:
-    """The filters that are set, ANDed (None when none is)."""
-    present = [f for f in filters if f is not None]
+def and_filters(*filters: Text | None) -> str | None:
+    """The filters that are set, ANDed (None when none is); references read here."""
+    present = [resolve_text(f) for f in filters if f is not None]
     if len(present) <= 1:
         return present[0] if present else None
     return " AND ".join(f"({f})" for f in present)
@@ -75,7 +75,9 @@ class MixtureSourceKind(SourceKind):
     @staticmethod
     def secrets(source: SourceSpec) -> list[tuple[tuple[str, ...], Text]]:
         return [(("sources", part.name, *key[1:]), value) for part in source.parts
-                for key, value in kind_of(part.source).secrets(part.source)]
+                for key, value in [*kind_of(part.source).secrets(part.source),
+                                   (("source", "filter"), part.filter)]
+                if value is not None]
 
 
 class MixtureReader:
