@@ -212,6 +212,9 @@ _LIKELY_CAUSE = {
 # DataLoader iterators whose workers this process started; weakly held, as a collected
 # iterator has stopped its workers.
 _STARTED: weakref.WeakSet[Any] = weakref.WeakSet()
+# Threads stopping the workers a pass did not need (`WorkerPool.stop_in_background`).
+_STOPPING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+STOP_AT_EXIT_SECONDS = 10.0
 
 
 def worker_died(exc: BaseException, ours_only: bool = False) -> WorkerDied | None:
@@ -317,6 +320,11 @@ def _forget_workers_at_exit() -> None:
     # ("Exception ignored in atexit callback"). A clean exit prints nothing.
     for iterator in list(_STARTED):
         forget_pids(iterator)
+    # A background stop (a daemon, so that an exit never waits on workers still importing)
+    # must not run on into the interpreter's finalization, where a thread that takes the
+    # GIL back is ended mid-call: let it finish while everything is alive, within a bound.
+    for thread in list(_STOPPING):
+        thread.join(STOP_AT_EXIT_SECONDS)
 
 
 class WorkerPool:
@@ -403,6 +411,7 @@ class WorkerPool:
         forget_pids(iterator)  # here, so that the stopping thread never removes them too
         self._stopping = threading.Thread(target=self.stop, args=(iterator,),
                                           name="loaderkit-stop", daemon=True)
+        _STOPPING.add(self._stopping)
         self._stopping.start()
 
     def shutdown(self) -> None:
