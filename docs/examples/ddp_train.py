@@ -5,8 +5,9 @@ Runs on CPU with the gloo backend, so it works anywhere torchrun does:
     torchrun --nproc_per_node=2 docs/examples/ddp_train.py recipes/ddp_sharded.yaml --epochs 2
 
 `sampler.rank` and `sampler.world_size` are `auto` in the recipe: loaderkit reads them from
-torchrun's environment. With `drop_last: true` every rank takes the same number of steps, so
-no rank waits forever at the last all-reduce.
+torchrun's environment. Every rank takes the same number of steps by default (docs/ddp.md,
+"Equal steps per rank"), so no rank waits forever at the last all-reduce; the recipe's
+`drop_last: true` keeps whole steps only.
 """
 
 from __future__ import annotations
