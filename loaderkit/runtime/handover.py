@@ -10,7 +10,6 @@ whoever reads a task: this process reads a prefix, the workers the rest.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,10 +46,12 @@ def read_here(read: Callable[[Task], Iterable[Any]], tasks: Iterator[Task], pin:
         while pending:
             yield pinned(pending.popleft().result(), pin)
     finally:
-        # Also runs when an abandoned pass is collected at interpreter exit,
-        # when the executor's module may already be torn down.
-        with contextlib.suppress(Exception):
+        # Also runs when an abandoned pass is collected at interpreter exit, when this
+        # module's globals (contextlib, say) may already be None: builtins only here.
+        try:  # noqa: SIM105 - contextlib may be gone by then
             pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            pass
 
 
 class HandOver:

@@ -12,6 +12,8 @@ are all up and then hands them the rest (handover.py). Where a loader stands is
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import itertools
 import weakref
@@ -42,6 +44,20 @@ from loaderkit.runtime.workers import (
     worker_died,
     worker_init,
 )
+
+# Passes not yet finished, weakly held: one still open when the script ends (a loop that
+# stopped at its step budget, an iterator kept in a global) is closed at exit while every
+# module is alive, not collected during finalization, which prints "Exception ignored".
+_OPEN_PASSES: weakref.WeakSet[Iterator[Any]] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_passes() -> None:
+    # Registered after workers.py's exit functions (imported above), so it runs before
+    # them: the passes let go of their workers first.
+    for delivering in list(_OPEN_PASSES):
+        with contextlib.suppress(Exception):
+            delivering.close()  # type: ignore[attr-defined]
 
 
 class _TaskSampler(torch.utils.data.Sampler):
@@ -146,7 +162,9 @@ class RecipeLoader(torch.utils.data.DataLoader):
         epoch, remaining, token = self._state.begin()
         self._task_sampler.tasks = self.row_sampler.tasks(epoch, remaining, self.per_batch)
         runs = self.row_sampler.scan_runs(epoch, remaining) if self.num_workers == 0 else None
-        return self._deliver(token, runs)
+        delivering = self._deliver(token, runs)
+        _OPEN_PASSES.add(delivering)
+        return delivering
 
     def start_workers_after(self, gate: Future[None]) -> None:
         """Start no worker before `gate` (the spawn probe) is done; re-raise its failure.

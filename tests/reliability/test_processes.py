@@ -226,3 +226,13 @@ def test_a_normal_exit_prints_nothing(tmp_path: Path, epochs: int, budget: int,
         [PYTHON, str(HERE / "exit_child.py"), str(recipe), str(epochs), str(budget),
          str(step_seconds)], capture_output=True, text=True, timeout=300, env=subprocess_env())
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("path", ["load_recipe", "probe_first"])
+def test_an_exit_with_a_pass_still_open_prints_nothing(tmp_path: Path, path: str) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows_per_file=500)
+    recipe = _recipe(tmp_path, dataset)
+    result = subprocess.run(
+        [PYTHON, str(HERE / "open_pass_child.py"), str(recipe), path], capture_output=True,
+        text=True, timeout=300, env=subprocess_env())
+    assert (result.returncode, result.stderr) == (0, "")
