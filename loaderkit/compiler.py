@@ -52,6 +52,10 @@ def front(path: str | Path, overrides: Overrides | None = None, *, require_env: 
     recipe, found = validate(document, live_source=live_source)
     if recipe is not None and has_errors(found):
         recipe = None
+    # One problem is reported once: a value the reader already refused (LK001: an int of
+    # thousands of digits) is not refused again by the model it then fails.
+    refused = {d.location for d in problems if d.code == "LK001"}
+    found = [d for d in found if d.location not in refused]
     return document, recipe, redacted(document, problems + found)
 
 

@@ -250,10 +250,16 @@ class _Converter:
         try:
             return self._scalars.construct_object(node)
         except (yaml.YAMLError, ValueError, KeyError, IndexError):  # e.g. `!!int abc`
-            self.problems.append(rule("LK001").at(
-                _loc(self.file, node.start_mark),
-                f"the value is not a valid {node.tag.replace(_CORE, '!!')}",
-                "write a value of that type, or quote it to make a string"))
+            digits = sum(c.isdigit() for c in str(node.value))
+            # Python refuses to read an int of thousands of digits: no key takes one.
+            if node.tag == f"{_CORE}int" and digits > 1000:
+                message = f"an integer of {digits} digits is larger than any recipe key takes"
+                hint = "each key's bounds are in docs/reference.md"
+            else:
+                message = f"the value is not a valid {node.tag.replace(_CORE, '!!')}"
+                hint = "write a value of that type, or quote it to make a string"
+            self.problems.append(rule("LK001").at(_loc(self.file, node.start_mark), message,
+                                                  hint))
             return str(node.value)
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:

@@ -131,3 +131,10 @@ def test_the_reference_shows_the_bounds() -> None:
     assert "| `loader.batch_size` | integer in [1, 2147483647]" in text
     assert "| `sources.<name>.weight` | number in (0, 1e15]" in text
     assert "| `sampler.seed` | integer in [0, 18446744073709551615]" in text
+
+
+def test_an_integer_of_thousands_of_digits_is_one_problem_saying_it_is_too_large(
+        write: Any) -> None:
+    [problem] = lint_one(write, "loader:\n  batch_size: " + "9" * 5001 + "\n")
+    assert (problem.code, problem.line, problem.column) == ("LK001", 5, 15)
+    assert "5001 digits" in problem.message and "9" * 20 not in problem.message
