@@ -381,9 +381,9 @@ def _cross_field(document: Document, data: dict[str, Any],
                                    "name an importable module and a function in it, e.g. "
                                    "my_project.data:decode")
 
-    workers = _get(data, "loader", "num_workers")
-    workers = workers if isinstance(workers, int) else 0
-    if workers == 0:
+    written = _get(data, "loader", "num_workers")
+    workers = written if isinstance(written, int) else 0
+    if written is None or written == 0:  # not when num_workers itself is refused (LK202)
         for key in ("persistent_workers", "prefetch_factor"):
             value = _get(data, "loader", key)
             if value not in (None, False):

@@ -89,3 +89,10 @@ def test_text_fields_keep_the_reference_for_the_worker(write: Any,
     monkeypatch.setenv("LK_URI", "data/x.lance")
     path = write("r.yaml", "loaderkit: 1\nsource:\n  uri: ${env:LK_URI}\n")
     assert recipe_of(path).source.uri == "${env:LK_URI}"
+
+
+def test_a_refused_worker_count_draws_no_second_error_about_worker_options(
+        write: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LK_NW", "abc")
+    path = write("r.yaml", HEAD + "loader:\n  num_workers: ${env:LK_NW}\n  prefetch_factor: 2\n")
+    assert [p.code for p in lint([path])] == ["LK202"]
