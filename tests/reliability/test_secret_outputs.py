@@ -10,15 +10,18 @@ environment only.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import textwrap
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loaderkit import RecipeError, load_recipe
+from loaderkit.compiler import compile_recipe
 from tests.reliability.support import (
     HERE,
     PYTHON,
@@ -290,3 +293,61 @@ def test_a_failing_factory_opened_by_the_runtime_quotes_no_value(
     printed = "".join(traceback.format_exception(caught.value))
     assert "no table at ${env:LK_T_DB}" in str(caught.value)
     assert FACTORY_URI not in printed, printed
+
+
+# --- numbers read from the environment, in the messages about them ---------------------------
+
+def _messages(diagnostics: list[Any]) -> str:
+    return "\n".join(f"{d.message}\n{d.hint or ''}" for d in diagnostics)
+
+
+def _numbers_in(text: str, values: dict[str, str]) -> list[str]:
+    """The variables whose value stands in `text` as a number of its own."""
+    return [name for name, value in values.items() if re.search(rf"\b{value}\b", text)]
+
+
+def test_steps_diagnostics_show_numbers_read_from_the_environment_as_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A value under REDACT_MIN characters cannot be replaced in text: the message itself
+    # names the setting by its reference.
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=600)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+        sampler:
+          world_size: ${{env:LK_T_WS}}
+        loader:
+          batch_size: ${{env:LK_T_BATCH}}
+          drop_last: true
+        limit: ${{env:LK_T_LIMIT}}
+        """)
+    values = {"LK_T_WS": "7", "LK_T_BATCH": "100", "LK_T_LIMIT": "477"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RecipeError) as caught:
+        compile_recipe(recipe, probe=False)
+    diagnostics = [d for d in caught.value.diagnostics if d.code == "LK414"]
+    assert diagnostics, caught.value
+    text = _messages(diagnostics)
+    assert "over ${env:LK_T_WS} ranks" in text and "${env:LK_T_BATCH} x ${env:LK_T_WS}" in text
+    assert "the epoch has ${env:LK_T_LIMIT}" in text
+    assert _numbers_in(text, values) == [], text
+
+
+def test_a_workers_warning_shows_a_count_read_from_the_environment_as_its_reference(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+        loader:
+          num_workers: ${{env:LK_T_WORKERS}}
+        """)
+    monkeypatch.setenv("LK_T_WORKERS", "2")
+    diagnostics = compile_recipe(recipe, probe=False).diagnostics
+    text = _messages([d for d in diagnostics if d.code == "LK408"])
+    assert text.startswith("${env:LK_T_WORKERS} workers with no transform"), diagnostics
+    assert _numbers_in(text, {"LK_T_WORKERS": "2"}) == [], text
+
