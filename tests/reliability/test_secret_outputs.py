@@ -10,6 +10,7 @@ environment only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -196,6 +197,15 @@ def test_build_does_not_pass_on_a_uri_or_endpoint_in_the_engines_text(tmp_path: 
         assert _leaks(out, secrets | parts) == [], out
 
 
+def test_build_does_not_pass_on_a_relative_path_the_engine_made_absolute(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", "loaderkit: 1\nsource:\n  uri: ${env:LK_T_URI}\n")
+    for value in ("./s3cr3t-gone-7f3a.lance", f"{tmp_path}//s3cr3t-gone-7f3a.lance/"):
+        result = _cli("build", str(recipe), cwd=tmp_path, LK_T_URI=value)
+        out = result.stdout + result.stderr
+        assert result.returncode == 1 and "LK401" in result.stdout, out
+        assert "s3cr3t-gone-7f3a" not in out, out
+
+
 # --- engine text at run time: from this process and from a worker ----------------------------
 
 # Reads one batch, deletes the data, reads on; prints what a user would see of the error.
@@ -217,10 +227,13 @@ _READER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 @pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
 def test_a_read_failure_passes_on_no_value_read_from_the_environment(
-        tmp_path: Path, workers: int) -> None:
+        tmp_path: Path, workers: int, relative: bool) -> None:
     dataset = write_local_dataset(tmp_path / "s3cr3t-place-7f3a.lance", rows_per_file=100)
+    # The engine quotes a relative path made absolute: the redactor knows that form too.
+    uri = "./" + os.path.relpath(dataset, HERE.parent.parent) + "/" if relative else str(dataset)
     # With a transform the workers read every chunk (the main process reads none).
     transform = "transform: tests.reliability.batch_marker:mark\n" if workers else ""
     recipe = write_recipe(tmp_path / "r.yaml", f"""
@@ -237,7 +250,7 @@ def test_a_read_failure_passes_on_no_value_read_from_the_environment(
         """ + transform)
     child = subprocess.run([PYTHON, "-c", _READER, str(recipe), str(dataset)],
                            capture_output=True, text=True, timeout=300, cwd=HERE.parent.parent,
-                           env=subprocess_env(LK_T_URI=str(dataset)), check=False)
+                           env=subprocess_env(LK_T_URI=uri), check=False)
     assert child.returncode == 0, child.stderr[-3000:]
     outcome = json.loads(child.stdout.strip().splitlines()[-1])
     assert outcome["type"] == "SourceError", outcome
