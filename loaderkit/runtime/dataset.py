@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from loaderkit.errors import TransformError
+from loaderkit.errors import TransformError, UserCodeError
 from loaderkit.references import call_user, import_attr, returned_wrong
 from loaderkit.runtime.cache import CacheRows, ShuffleCache
 from loaderkit.runtime.chunks import Chunk, HeldChunk, ReadyChunk, fill, one_batch, rebatch
 from loaderkit.runtime.decoding import decode_batch, in_batch
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.sources import open_reader
+from loaderkit.runtime.sources.failures import user_code_error
 from loaderkit.runtime.spec import ReadSpec
 from loaderkit.runtime.tasks import CacheTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun
@@ -115,8 +116,16 @@ class ChunkDataset(torch.utils.data.Dataset):
         """Each batch decoded (`decode:`), then transformed (`transform`), in that order.
 
         `ids`: the chunk's row ids in delivery order, when known, so that a corrupt
-        image is reported by its row id.
+        image is reported by its row id. What the transform raises quotes no value of the
+        source's `${env:...}` settings (a transform may read them from the environment).
         """
+        try:
+            return self._transformed(chunk, ids)
+        except UserCodeError as exc:
+            clean = user_code_error(exc, self.read.source)
+            raise clean from clean.__cause__
+
+    def _transformed(self, chunk: Chunk, ids: np.ndarray | None) -> Chunk:
         reference, decode = self.read.transform, self.read.decode
         if reference is None and not decode:
             return chunk

@@ -308,6 +308,45 @@ def test_a_failing_factory_opened_by_the_runtime_quotes_no_value(
     assert FACTORY_URI not in printed, printed
 
 
+# Iterates the loader; prints what a user would see of the error.
+_ITERATOR = textwrap.dedent("""
+    import json, sys, traceback, warnings
+    from loaderkit import load_recipe
+    warnings.simplefilter("ignore")
+    try:
+        for _ in load_recipe(sys.argv[1]):
+            pass
+    except Exception as exc:
+        print(json.dumps({"type": type(exc).__name__,
+                          "printed": "".join(traceback.format_exception(exc))}))
+""")
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
+def test_a_failing_transform_quotes_no_value_read_from_the_environment(
+        tmp_path: Path, workers: int) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+          storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
+        columns: [id]
+        transform: tests.reliability.secret_factory:refuse_region
+        loader:
+          batch_size: 50
+          num_workers: {workers}
+        """)
+    child = subprocess.run([PYTHON, "-c", _ITERATOR, str(recipe)], capture_output=True,
+                           text=True, timeout=300, cwd=HERE.parent.parent,
+                           env=subprocess_env(LK_T_REGION="s3cr3t-region-7f3a"), check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    outcome = json.loads(child.stdout.strip().splitlines()[-1])
+    assert outcome["type"] == "TransformError", outcome
+    assert "bad region ${env:LK_T_REGION}" in outcome["printed"]
+    assert "s3cr3t-region-7f3a" not in outcome["printed"] + child.stderr, outcome["printed"]
+
+
 # --- numbers read from the environment, in the messages about them ---------------------------
 
 def _messages(diagnostics: list[Any]) -> str:

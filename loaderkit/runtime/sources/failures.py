@@ -15,7 +15,7 @@ import signal
 from collections.abc import Iterator
 from typing import TypeVar
 
-from loaderkit.errors import RuntimeFailure, SourceError, engine_message
+from loaderkit.errors import RuntimeFailure, SourceError, UserCodeError, engine_message
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Redactor
 
@@ -62,6 +62,14 @@ def unchained(error: E, exc: BaseException, source: SourceSpec | None) -> E:
     clean.__cause__ = None if secret_inside else exc
     clean.__suppress_context__ = True
     return clean
+
+
+def user_code_error(exc: UserCodeError, source: SourceSpec | None) -> UserCodeError:
+    """`exc`, what the user's code (a factory handed the uri, a transform that reads the
+    environment) raised, with no value of `source`'s `${env:...}` settings in its text.
+
+    Raise it `from error.__cause__`: the user's exception, unless that quotes a secret."""
+    return unchained(exc, exc.__cause__ or exc, source)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
