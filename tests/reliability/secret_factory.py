@@ -11,3 +11,12 @@ def refuse_region(batch: object) -> object:
     import os
 
     raise ValueError(f"bad region {os.environ['LK_T_REGION']}")
+
+
+def warn_region(batch: object) -> object:
+    """A transform that warns quoting a storage option it read from the environment."""
+    import os
+    import warnings
+
+    warnings.warn(f"slow region {os.environ['LK_T_REGION']}", stacklevel=1)
+    return batch

@@ -347,6 +347,32 @@ def test_a_failing_transform_quotes_no_value_read_from_the_environment(
     assert "s3cr3t-region-7f3a" not in outcome["printed"] + child.stderr, outcome["printed"]
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
+def test_a_transforms_warning_quotes_no_value_read_from_the_environment(
+        tmp_path: Path, workers: int) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+          storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
+        columns: [id]
+        transform: tests.reliability.secret_factory:warn_region
+        loader:
+          batch_size: 50
+          num_workers: {workers}
+        """)
+    script = f"from loaderkit import load_recipe\nfor _ in load_recipe({str(recipe)!r}): pass\n"
+    child = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=300,
+                           cwd=HERE.parent.parent,
+                           env=subprocess_env(LK_T_REGION="s3cr3t-region-7f3a"), check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "slow region ${env:LK_T_REGION}" in child.stderr, child.stderr
+    # Shown once per process, as the default filter shows it, not once per batch.
+    assert child.stderr.count("UserWarning: slow region") <= max(1, workers), child.stderr
+    assert "s3cr3t-region-7f3a" not in child.stdout + child.stderr, child.stderr
+
+
 # --- numbers read from the environment, in the messages about them ---------------------------
 
 def _messages(diagnostics: list[Any]) -> str:
