@@ -573,7 +573,8 @@ def _clip(text: str, size: int = 60) -> str:
 def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
     if plan.loader.num_workers > 0 and plan.read.transform is None and not plan.read.decode:
         return [rule("LK408").at(plan.locate("loader", "num_workers"),
-                                 f"{plan.loader.num_workers} workers with no transform only read "
+                                 f"{plan.shown(plan.loader.num_workers, 'loader', 'num_workers')}"
+                                 " workers with no transform only read "
                                  "and ship batches, which is slower than reading in the main "
                                  "process", "set num_workers: 0, or add a transform that needs "
                                             "the parallelism")]

@@ -125,7 +125,9 @@ def _equal_steps(plan: Plan, universe: Universe) -> list[Diagnostic]:
     shares += f", and {len(ranks) - 8} more ranks" if len(ranks) > 8 else ""
     fixes = _fixes(plan, universe, whole)
     hint = ", or ".join(fixes) if fixes else None
-    what = f"'{spec.type}' over {spec.world_size} rank{'s' if spec.world_size > 1 else ''}"
+    ranks_shown = plan.shown(spec.world_size, "sampler", "world_size")
+    what = f"'{plan.shown(spec.type, 'sampler', 'type')}' over {ranks_shown} " \
+        f"rank{'s' if spec.world_size > 1 else ''}"
     if min(steps) == 0:
         empty = [r for r, b in enumerate(steps) if b == 0]
         who = "its only rank" if len(steps) == 1 else "every rank" \
@@ -152,15 +154,22 @@ def _why_empty(plan: Plan, rows: int) -> tuple[tuple[str, str], str]:
         return ("loader", "drop_last"), ("drop_last keeps the smallest rank's whole batches, "
                                          "and a rank has fewer rows than one batch")
     if loader.drop_last:
-        step = f"{loader.batch_size} x {spec.world_size}" if spec.world_size > 1 else \
-            str(loader.batch_size)
+        batch = plan.shown(loader.batch_size, "loader", "batch_size")
+        step = f"{batch} x {plan.shown(spec.world_size, 'sampler', 'world_size')}" \
+            if spec.world_size > 1 else batch
         return ("loader", "drop_last"), (f"drop_last keeps whole steps of {step} rows; the "
-                                         f"epoch has {rows}")
+                                         f"epoch has {_rows_shown(plan, rows)}")
     if spec.type == "sharded_fragment":
         return ("sampler", "type"), "it deals whole fragments, and a rank has too few rows"
     if spec.uneven == "allow":
         return ("sampler", "uneven"), "uneven: allow deals whole batches in turn"
-    return ("sampler", "world_size"), f"{rows} rows are fewer than the ranks"
+    return ("sampler", "world_size"), f"{_rows_shown(plan, rows)} rows are fewer than the ranks"
+
+
+def _rows_shown(plan: Plan, rows: int) -> str:
+    """An epoch's rows as a message prints them: a `limit` read from the environment is
+    shown as its reference where it is what caps the epoch."""
+    return plan.shown(rows, "limit") if rows == plan.sampler.limit else str(rows)
 
 
 def _key(plan: Plan, key: tuple[str, str]) -> tuple[str, ...]:
@@ -205,5 +214,5 @@ def _fixes(plan: Plan, universe: Universe, rows: int) -> list[str]:
         if _equal([b for _, b in _per_rank(universe, sampler, loader)]):
             fixes.append(text)
     if rows < world:
-        fixes.append(f"run at most {rows} ranks")
+        fixes.append(f"run at most {_rows_shown(plan, rows)} ranks")
     return fixes

@@ -72,6 +72,12 @@ class Plan:
             raise KeyError(origin)
         return found
 
+    def shown(self, value: Any, *path: str | int) -> str:
+        """`value`, the recipe's setting at `path`, as a message may print it: its
+        `${env:NAME}` when it was read from a variable that is set. The Redactor cannot
+        replace a short value (a number) in text, so a message formats it through here."""
+        return _set_reference(self.document.data, tuple(path)) or str(value)
+
 
 def _text(value: Any) -> Text:
     if isinstance(value, str):

@@ -145,7 +145,7 @@ class Redactor:
             shown = "${env:" + name + "}"
             # Lance names a local path without its leading '/' (an object-store key).
             forms = (value, value.strip(), value.strip().lstrip("/"), repr(value)[1:-1],
-                     *_url_parts(value.strip()))
+                     *_url_parts(value.strip()), *_path_forms(value.strip()))
             for form in forms:
                 if _redactable(form):
                     self.values.setdefault(form, shown)
@@ -191,6 +191,17 @@ def _url_parts(value: str) -> list[str]:
         return []
     path = parts.path.strip("/")
     return [parts.netloc, path, urllib.parse.quote(path, safe=""), urllib.parse.quote(path)]
+
+
+def _path_forms(value: str) -> list[str]:
+    """The spellings an engine gives a local path: absolute and normalised (`./x` is quoted
+    as `/cwd/x`, `a//b/` as `a/b`), links resolved, each also without its leading '/' (an
+    object-store key). Only for a value that is a path: no scheme, or `file://`."""
+    path = value[len("file://"):] if value.startswith("file://") else value
+    if not path or "://" in path:
+        return []
+    forms = {os.path.normpath(path), os.path.abspath(path), os.path.realpath(path)}
+    return [spelling for form in forms for spelling in (form, form.lstrip("/"))]
 
 
 def _redactable(value: str) -> bool:

@@ -15,16 +15,18 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from loaderkit.errors import TransformError
+from loaderkit.errors import TransformError, UserCodeError
 from loaderkit.references import call_user, import_attr, returned_wrong
 from loaderkit.runtime.cache import CacheRows, ShuffleCache
 from loaderkit.runtime.chunks import Chunk, HeldChunk, ReadyChunk, fill, one_batch, rebatch
 from loaderkit.runtime.decoding import decode_batch, in_batch
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.sources import open_reader
+from loaderkit.runtime.sources.failures import redacted_warnings, redactor, user_code_error
 from loaderkit.runtime.spec import ReadSpec
 from loaderkit.runtime.tasks import CacheTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun
+from loaderkit.vocabulary import Redactor
 
 # Scanner batches read ahead when the recipe leaves `batch_readahead` unset: pylance's
 # LanceDataset default. Lance's own default scanned 1M rows 25% slower here.
@@ -48,6 +50,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         self._reader: Any = None
         self._transform: Callable[[Any], Any] | None = None
         self._cache: ShuffleCache | None = None
+        self._redact: Redactor | None = None  # built in each process, from its environment
 
     @property
     def format(self) -> BatchFormat:
@@ -55,7 +58,7 @@ class ChunkDataset(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_reader=None, _transform=None, _cache=None)
+        state.update(_reader=None, _transform=None, _cache=None, _redact=None)
         return state
 
     @property
@@ -115,8 +118,16 @@ class ChunkDataset(torch.utils.data.Dataset):
         """Each batch decoded (`decode:`), then transformed (`transform`), in that order.
 
         `ids`: the chunk's row ids in delivery order, when known, so that a corrupt
-        image is reported by its row id.
+        image is reported by its row id. What the transform raises quotes no value of the
+        source's `${env:...}` settings (a transform may read them from the environment).
         """
+        try:
+            return self._transformed(chunk, ids)
+        except UserCodeError as exc:
+            clean = user_code_error(exc, self.read.source)
+            raise clean from clean.__cause__
+
+    def _transformed(self, chunk: Chunk, ids: np.ndarray | None) -> Chunk:
         reference, decode = self.read.transform, self.read.decode
         if reference is None and not decode:
             return chunk
@@ -128,12 +139,18 @@ class ChunkDataset(torch.utils.data.Dataset):
             if decode:
                 batch = decode_batch(batch, decode, self._row_names(ids, index))
             if reference is not None and transform is not None:
-                batch = call_user(TransformError, reference, transform, batch)
+                with redacted_warnings(self._redactor()):
+                    batch = call_user(TransformError, reference, transform, batch)
                 if batch is None:  # a transform that edits in place and forgets to return
                     raise returned_wrong(TransformError, reference, batch, "a batch",
                                          hint="end it with `return batch`")
             out.append(batch)
         return ReadyChunk(out)
+
+    def _redactor(self) -> Redactor:
+        if self._redact is None:
+            self._redact = redactor(self.read.source)
+        return self._redact
 
     def _row_names(self, ids: np.ndarray | None, index: int) -> Callable[[int], str]:
         """How row k of batch `index` of a chunk is named in an error (its row id, if known)."""

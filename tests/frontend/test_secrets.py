@@ -181,6 +181,27 @@ def test_the_redactor_finds_the_bucket_and_key_of_a_url_quoted_apart(
     assert "private-bucket" not in text and "deep" not in text
 
 
+@pytest.mark.parametrize("value", ["./private-place.lance", "private-place.lance/",
+                                   "sub/../private-place.lance", "file://{tmp}//private-place.lance"])
+def test_the_redactor_finds_a_local_path_as_the_engine_spells_it(
+        value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Lance quotes a relative path made absolute and normalised, and as an object-store key.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LK_URI", value.format(tmp=tmp_path))
+    absolute = str(tmp_path / "private-place.lance")
+    redact = Redactor(["LK_URI"])
+    text = redact(f"Dataset at path {absolute.lstrip('/')} was not found: {absolute}/_versions")
+    assert "private-place" not in text, text
+    assert text.count("${env:LK_URI}") == 2
+
+
+def test_the_redactor_takes_no_path_forms_of_a_url(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LK_URI", "s3://bucket-name/x.lance")
+    assert not any(str(tmp_path).lstrip("/") in form for form in Redactor(["LK_URI"]).values)
+
+
 @pytest.mark.parametrize("value", ["abc", "true", "False", "null"])
 def test_the_redactor_leaves_short_values_and_plain_words_alone(
         value: str, monkeypatch: pytest.MonkeyPatch) -> None:

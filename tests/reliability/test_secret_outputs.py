@@ -10,15 +10,19 @@ environment only.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import subprocess
 import textwrap
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loaderkit import RecipeError, load_recipe
+from loaderkit.compiler import compile_recipe
 from tests.reliability.support import (
     HERE,
     PYTHON,
@@ -193,6 +197,15 @@ def test_build_does_not_pass_on_a_uri_or_endpoint_in_the_engines_text(tmp_path: 
         assert _leaks(out, secrets | parts) == [], out
 
 
+def test_build_does_not_pass_on_a_relative_path_the_engine_made_absolute(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", "loaderkit: 1\nsource:\n  uri: ${env:LK_T_URI}\n")
+    for value in ("./s3cr3t-gone-7f3a.lance", f"{tmp_path}//s3cr3t-gone-7f3a.lance/"):
+        result = _cli("build", str(recipe), cwd=tmp_path, LK_T_URI=value)
+        out = result.stdout + result.stderr
+        assert result.returncode == 1 and "LK401" in result.stdout, out
+        assert "s3cr3t-gone-7f3a" not in out, out
+
+
 # --- engine text at run time: from this process and from a worker ----------------------------
 
 # Reads one batch, deletes the data, reads on; prints what a user would see of the error.
@@ -214,10 +227,13 @@ _READER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 @pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
 def test_a_read_failure_passes_on_no_value_read_from_the_environment(
-        tmp_path: Path, workers: int) -> None:
+        tmp_path: Path, workers: int, relative: bool) -> None:
     dataset = write_local_dataset(tmp_path / "s3cr3t-place-7f3a.lance", rows_per_file=100)
+    # The engine quotes a relative path made absolute: the redactor knows that form too.
+    uri = "./" + os.path.relpath(dataset, HERE.parent.parent) + "/" if relative else str(dataset)
     # With a transform the workers read every chunk (the main process reads none).
     transform = "transform: tests.reliability.batch_marker:mark\n" if workers else ""
     recipe = write_recipe(tmp_path / "r.yaml", f"""
@@ -234,7 +250,7 @@ def test_a_read_failure_passes_on_no_value_read_from_the_environment(
         """ + transform)
     child = subprocess.run([PYTHON, "-c", _READER, str(recipe), str(dataset)],
                            capture_output=True, text=True, timeout=300, cwd=HERE.parent.parent,
-                           env=subprocess_env(LK_T_URI=str(dataset)), check=False)
+                           env=subprocess_env(LK_T_URI=uri), check=False)
     assert child.returncode == 0, child.stderr[-3000:]
     outcome = json.loads(child.stdout.strip().splitlines()[-1])
     assert outcome["type"] == "SourceError", outcome
@@ -290,3 +306,126 @@ def test_a_failing_factory_opened_by_the_runtime_quotes_no_value(
     printed = "".join(traceback.format_exception(caught.value))
     assert "no table at ${env:LK_T_DB}" in str(caught.value)
     assert FACTORY_URI not in printed, printed
+
+
+# Iterates the loader; prints what a user would see of the error.
+_ITERATOR = textwrap.dedent("""
+    import json, sys, traceback, warnings
+    from loaderkit import load_recipe
+    warnings.simplefilter("ignore")
+    try:
+        for _ in load_recipe(sys.argv[1]):
+            pass
+    except Exception as exc:
+        print(json.dumps({"type": type(exc).__name__,
+                          "printed": "".join(traceback.format_exception(exc))}))
+""")
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
+def test_a_failing_transform_quotes_no_value_read_from_the_environment(
+        tmp_path: Path, workers: int) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+          storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
+        columns: [id]
+        transform: tests.reliability.secret_factory:refuse_region
+        loader:
+          batch_size: 50
+          num_workers: {workers}
+        """)
+    child = subprocess.run([PYTHON, "-c", _ITERATOR, str(recipe)], capture_output=True,
+                           text=True, timeout=300, cwd=HERE.parent.parent,
+                           env=subprocess_env(LK_T_REGION="s3cr3t-region-7f3a"), check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    outcome = json.loads(child.stdout.strip().splitlines()[-1])
+    assert outcome["type"] == "TransformError", outcome
+    assert "bad region ${env:LK_T_REGION}" in outcome["printed"]
+    assert "s3cr3t-region-7f3a" not in outcome["printed"] + child.stderr, outcome["printed"]
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
+def test_a_transforms_warning_quotes_no_value_read_from_the_environment(
+        tmp_path: Path, workers: int) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+          storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
+        columns: [id]
+        transform: tests.reliability.secret_factory:warn_region
+        loader:
+          batch_size: 50
+          num_workers: {workers}
+        """)
+    script = f"from loaderkit import load_recipe\nfor _ in load_recipe({str(recipe)!r}): pass\n"
+    child = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=300,
+                           cwd=HERE.parent.parent,
+                           env=subprocess_env(LK_T_REGION="s3cr3t-region-7f3a"), check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "slow region ${env:LK_T_REGION}" in child.stderr, child.stderr
+    # Shown once per process, as the default filter shows it, not once per batch.
+    assert child.stderr.count("UserWarning: slow region") <= max(1, workers), child.stderr
+    assert "s3cr3t-region-7f3a" not in child.stdout + child.stderr, child.stderr
+
+
+# --- numbers read from the environment, in the messages about them ---------------------------
+
+def _messages(diagnostics: list[Any]) -> str:
+    return "\n".join(f"{d.message}\n{d.hint or ''}" for d in diagnostics)
+
+
+def _numbers_in(text: str, values: dict[str, str]) -> list[str]:
+    """The variables whose value stands in `text` as a number of its own."""
+    return [name for name, value in values.items() if re.search(rf"\b{value}\b", text)]
+
+
+def test_steps_diagnostics_show_numbers_read_from_the_environment_as_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A value under REDACT_MIN characters cannot be replaced in text: the message itself
+    # names the setting by its reference.
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=600)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+        sampler:
+          world_size: ${{env:LK_T_WS}}
+        loader:
+          batch_size: ${{env:LK_T_BATCH}}
+          drop_last: true
+        limit: ${{env:LK_T_LIMIT}}
+        """)
+    values = {"LK_T_WS": "7", "LK_T_BATCH": "100", "LK_T_LIMIT": "477"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RecipeError) as caught:
+        compile_recipe(recipe, probe=False)
+    diagnostics = [d for d in caught.value.diagnostics if d.code == "LK414"]
+    assert diagnostics, caught.value
+    text = _messages(diagnostics)
+    assert "over ${env:LK_T_WS} ranks" in text and "${env:LK_T_BATCH} x ${env:LK_T_WS}" in text
+    assert "the epoch has ${env:LK_T_LIMIT}" in text
+    assert _numbers_in(text, values) == [], text
+
+
+def test_a_workers_warning_shows_a_count_read_from_the_environment_as_its_reference(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+        loaderkit: 1
+        source:
+          uri: {dataset}
+        loader:
+          num_workers: ${{env:LK_T_WORKERS}}
+        """)
+    monkeypatch.setenv("LK_T_WORKERS", "2")
+    diagnostics = compile_recipe(recipe, probe=False).diagnostics
+    text = _messages([d for d in diagnostics if d.code == "LK408"])
+    assert text.startswith("${env:LK_T_WORKERS} workers with no transform"), diagnostics
+    assert _numbers_in(text, {"LK_T_WORKERS": "2"}) == [], text
+

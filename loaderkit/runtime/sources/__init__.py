@@ -21,7 +21,7 @@ import pkgutil
 from typing import Any, ClassVar
 
 from loaderkit.errors import SourceError, UserCodeError
-from loaderkit.runtime.sources.failures import describe, source_error, unchained
+from loaderkit.runtime.sources.failures import describe, source_error, user_code_error
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import EnvValue, Text, resolve_text, resolve_version
 
@@ -109,7 +109,7 @@ def open_source(source: SourceSpec) -> Any:
     except SourceError:
         raise
     except UserCodeError as exc:  # a factory is handed the uri: what it raises may quote it
-        clean = unchained(exc, exc.__cause__ or exc, source)
+        clean = user_code_error(exc, source)
         raise clean from clean.__cause__
     except Exception as exc:  # Lance raises plain ValueError/OSError/RuntimeError
         error = source_error("cannot open", source, exc)

@@ -12,10 +12,11 @@ import builtins
 import contextlib
 import re
 import signal
+import warnings
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from loaderkit.errors import RuntimeFailure, SourceError, engine_message
+from loaderkit.errors import RuntimeFailure, SourceError, UserCodeError, engine_message
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Redactor
 
@@ -62,6 +63,39 @@ def unchained(error: E, exc: BaseException, source: SourceSpec | None) -> E:
     clean.__cause__ = None if secret_inside else exc
     clean.__suppress_context__ = True
     return clean
+
+
+def user_code_error(exc: UserCodeError, source: SourceSpec | None) -> UserCodeError:
+    """`exc`, what the user's code (a factory handed the uri, a transform that reads the
+    environment) raised, with no value of `source`'s `${env:...}` settings in its text.
+
+    Raise it `from error.__cause__`: the user's exception, unless that quotes a secret."""
+    return unchained(exc, exc.__cause__ or exc, source)
+
+
+@contextlib.contextmanager
+def redacted_warnings(redact: Redactor) -> Iterator[None]:
+    """Show the warnings raised inside (by a transform) with no value `redact` knows in
+    their text.
+
+    Only how a warning is shown changes (`warnings.showwarning`): the user's filters, and
+    the once-per-place registry they keep, work as they would without it."""
+    if not redact:
+        yield
+        return
+    show = warnings.showwarning
+
+    def show_redacted(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: Any = None, line: str | None = None) -> None:
+        clean = redact(str(message))
+        show(message if clean == str(message) else clean, category, filename, lineno, file,
+             line)
+
+    warnings.showwarning = show_redacted
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
