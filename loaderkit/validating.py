@@ -497,9 +497,9 @@ def _weight_ratio(document: Document, data: dict[str, Any],
     yield rule("LK221").at(document.locate(("sources", at, "weight")),
                            f"the weights of sources '{small}' ({weight_of(small)}) and "
                            f"'{large}' ({weight_of(large)}) are more than "
-                           f"{WEIGHT_RATIO_MAX:,.0f} times apart", f"'{small}' would deliver next to nothing (and "
-                                          "stretch an all_exhausted epoch as far): raise its "
-                                          "weight, or remove the source")
+                           f"{WEIGHT_RATIO_MAX:,.0f} times apart",
+                           f"'{small}' would deliver next to nothing (and stretch an "
+                           "all_exhausted epoch as far): raise its weight, or remove the source")
 
 
 # Text keys that take no `${env:}` reference, and why: each is read offline, before any

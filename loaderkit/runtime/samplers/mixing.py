@@ -87,24 +87,25 @@ class Interleave:
             return self.counts.copy()
         live = self.share > 0
         low, high = 0.0, float(((self.counts[live] + 1) / self.share[live]).max())
-        for _ in range(2000):  # bisection on the time (counts only grow with it), to one ulp:
-            middle = (low + high) / 2  # a coarser time may hold many rows of a large epoch
-            if not low < middle < high:
-                break
+        for _ in range(200):  # bisection on the time: counts only grow with it
+            middle = (low + high) / 2
             if self._before(middle).sum() <= position:
                 low = middle
             else:
                 high = middle
+            if high - low < 1e-12 * max(1.0, high):
+                break
         out = self._before(low)
-        while out.sum() < position:  # the rows at that time, by their times; a tie: in order
-            out[int(np.argmin(self._next_time(out)))] += 1
+        for source in np.argsort(self._next_time(out), kind="stable"):  # a tie: in order
+            if out.sum() >= position:
+                break
+            if out[source] < self.counts[source]:
+                out[source] += 1
         return out
 
     def _next_time(self, taken: np.ndarray) -> np.ndarray:
-        """Each source's next row's time; infinite where its rows in the epoch are done."""
         with np.errstate(divide="ignore"):
-            times = np.where(self.share > 0, (taken + self.phase) / self.share, np.inf)
-        return np.where(taken < self.counts, times, np.inf)
+            return np.where(self.share > 0, (taken + self.phase) / self.share, np.inf)
 
     def slice(self, a: int, b: int, order_of: OrderOf) -> np.ndarray:
         """Universe positions of epoch rows a..b: each source's rows by its own order."""
