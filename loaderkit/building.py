@@ -63,7 +63,7 @@ def _epoch_too_long(plan: Plan, universe: Universe) -> list[Diagnostic]:
     return [rule("LK415").at(where, f"with stop: {mixture.stop} an epoch runs until source "
                                     f"'{name}' ({mixture.sizes[ending]} rows at a share of "
                                     f"{share:.3g}) has delivered all its rows: about "
-                                    f"{rows:.3g} rows, more than {mixing.EPOCH_ROWS_MAX}",
+                                    f"{rows:.3g} rows, more than 2**40 ({mixing.EPOCH_ROWS_MAX})",
                              f"raise sources.{name}.weight, or set mixture.stop: "
                              "first_exhausted, or filter the source's rows")]
 
