@@ -35,10 +35,37 @@ def build(plan: Plan, handle: Any = None) -> tuple[RecipeLoader | None, list[Dia
             key = ("sources",) if plan.read.source.parts else ("source",)
         return None, [rule("LK409").at(plan.locate(*key), engine_message(exc))]
     universe = loader.row_sampler.universe
+    too_long = _epoch_too_long(plan, universe)
+    if too_long:
+        return None, too_long
     _show_rows(plan, universe, loader)
     problems = _empty(plan, universe)
     problems += _equal_steps(plan, universe)
     return loader, problems
+
+
+def _epoch_too_long(plan: Plan, universe: Universe) -> list[Diagnostic]:
+    """LK415 for a mixture whose epoch would run past mixing.EPOCH_ROWS_MAX rows: under
+    all_exhausted, until the source with the most rows per share of the weights ran out."""
+    from loaderkit.runtime.samplers import mixing
+
+    mixture = universe.mixture
+    if mixture is None:
+        return []
+    rows, ending = mixing.epoch_rows(mixture)
+    if ending is None or rows <= mixing.EPOCH_ROWS_MAX:
+        return []
+    name = mixture.names[ending]
+    total = sum(w for w, n in zip(mixture.weights, mixture.sizes, strict=True) if n)
+    share = mixture.weights[ending] / total
+    key = ("sources", name, "weight")
+    where = plan.locate(*key) if key in plan.document.values else plan.locate("sources", name)
+    return [rule("LK415").at(where, f"with stop: {mixture.stop} an epoch runs until source "
+                                    f"'{name}' ({mixture.sizes[ending]} rows at a share of "
+                                    f"{share:.3g}) has delivered all its rows: about "
+                                    f"{rows:.3g} rows, more than 2**40 ({mixing.EPOCH_ROWS_MAX})",
+                             f"raise sources.{name}.weight, or set mixture.stop: "
+                             "first_exhausted, or filter the source's rows")]
 
 
 def _show_rows(plan: Plan, universe: Universe, loader: RecipeLoader) -> None:

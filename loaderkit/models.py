@@ -36,6 +36,9 @@ CACHE_MB_MAX = 2**30  # an in-memory cache of 1 PB is never meant
 PIXELS_MAX = 65535  # an image side: JPEG's own limit
 TIMEOUT_MAX = 7 * 24 * 3600.0  # a week; 0 means forever
 WEIGHT_MAX = 1e15  # room for weights given as token counts
+# A mixture's largest weight over its smallest (LK221): a source of a millionth of the mix
+# delivers next to nothing, and a smaller share stretches an all_exhausted epoch further.
+WEIGHT_RATIO_MAX = 1e6
 
 
 class Section(BaseModel):
@@ -89,7 +92,9 @@ class MixtureSource(Source):
 
     weight: float = Field(1.0, gt=0, le=WEIGHT_MAX, allow_inf_nan=False,
                           description="Its share of the mixture, relative to the other "
-                                      "sources' weights: a finite number above 0.", examples=[3])
+                                      "sources' weights: a finite number above 0, at most 1e6 "
+                                      "times smaller than the mixture's largest weight (LK221).",
+                          examples=[3])
     filter: str | None = Field(None, description="A SQL predicate for this source, ANDed with "
                                                  "the recipe's `filter`; may be ${env:NAME}.",
                                examples=["lang = 'en'"])

@@ -258,6 +258,16 @@ RULES: dict[str, Rule] = {
              "pass it; keys beside `live` would be silently ignored.",
              _HEAD + "source:\n  live: true\n  uri: data/train.lance\n",
              _HEAD + "source:\n  live: true   # load_recipe(path, source=table)\n"),
+        Rule("LK221", "mixture-weights-too-far-apart", E,
+             "Two weights of one mixture more than a million times apart (each is a finite "
+             "number in (0, 1e15]; the largest is at most 1e6 times the smallest).",
+             "A source with less than a millionth of the mixture delivers next to nothing, "
+             "and under `stop: all_exhausted` the epoch runs until it delivered all its rows: "
+             "about its rows x (the sum of the weights / its weight) rows in all.",
+             _HEAD + "sources:\n  web: {uri: data/web.lance, weight: 1.0e+9}\n"
+             "  books: {uri: data/books.lance, weight: 1}\n",
+             _HEAD + "sources:\n  web: {uri: data/web.lance, weight: 1000}\n"
+             "  books: {uri: data/books.lance, weight: 1}\n"),
         # --- secrets ---------------------------------------------------------------------
         Rule("LK301", "secret-in-clear", E,
              "`api_key`, or a storage option named like a key, secret, token, password or "
@@ -380,6 +390,21 @@ RULES: dict[str, Rule] = {
              _HEAD + _SRC + "sampler:\n  type: sharded_fragment\n  world_size: 8   # one "
              "fragment\nloader:\n  drop_last: true\n",
              _HEAD + _SRC + "sampler:\n  type: sharded_batch\n  world_size: 8\n"),
+        Rule("LK415", "mixture-epoch-too-long", E,
+             "A mixture whose epoch would hold more than 2**40 rows: under `stop: "
+             "all_exhausted` an epoch runs until the source with the most rows per share of "
+             "the weights delivered all of them, about its rows x (the sum of the weights / "
+             "its weight) rows in all. Reported at that source's weight.",
+             "No epoch of a trillion rows is meant; it is a weight far too small for its "
+             "source's rows (the build checks this against the real row counts).",
+             "# books.lance: 2,000,000 rows\n" + _HEAD
+             + "sources:\n  web: {uri: data/web.lance, weight: 1}\n"
+             "  books: {uri: data/books.lance, weight: 1.0e-6}\nmixture:\n"
+             "  stop: all_exhausted\n",
+             "# books.lance: 2,000,000 rows\n" + _HEAD
+             + "sources:\n  web: {uri: data/web.lance, weight: 1}\n"
+             "  books: {uri: data/books.lance, weight: 1.0e-6}\nmixture:\n"
+             "  stop: first_exhausted\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from loaderkit import sql
 from loaderkit.errors import Diagnostic, inside_value
-from loaderkit.models import Recipe
+from loaderkit.models import WEIGHT_MAX, WEIGHT_RATIO_MAX, Recipe
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path, iter_strings, source_paths
 from loaderkit.rules import rule
@@ -414,6 +414,7 @@ def _cross_field(document: Document, data: dict[str, Any],
     yield from _untaken_references(document, data)
     yield from _decode_rules(document, data, shown("format"))
     yield from _mixture_rules(document, data)
+    yield from _weight_ratio(document, data, shown)
     yield from _split_rules(document, data)
     yield from _filter_rules(document, data)
 
@@ -467,6 +468,38 @@ def _mixture_rules(document: Document, data: dict[str, Any]) -> Iterator[Diagnos
                                "sharded_fragment deals whole fragments of one dataset; a "
                                "mixture's rows come from several",
                                "use full_scan, sharded_batch or shuffle with `sources`")
+
+
+def _weight_ratio(document: Document, data: dict[str, Any],
+                  shown: Callable[..., str]) -> Iterator[Diagnostic]:
+    """LK221 where a mixture's largest weight is over WEIGHT_RATIO_MAX times its smallest
+    (each weight out of its own bounds is LK202), at the smallest one where it is written."""
+    sources = data.get("sources")
+    weights: dict[str, float] = {}
+    for name, source in sources.items() if isinstance(sources, dict) else ():
+        weight = source.get("weight", 1.0) if isinstance(source, dict) else None
+        if isinstance(weight, int | float) and not isinstance(weight, bool) \
+                and 0 < weight <= WEIGHT_MAX:
+            weights[str(name)] = weight
+    if len(weights) < 2:
+        return
+    small, large = min(weights, key=weights.__getitem__), max(weights, key=weights.__getitem__)
+    if weights[large] <= WEIGHT_RATIO_MAX * weights[small]:
+        return
+
+    def weight_of(name: str) -> str:
+        if _get(data, "sources", name, "weight") is None:
+            return "the default 1"
+        text = shown("sources", name, "weight")  # `${env:NAME}` for a value read from one
+        return text if text.startswith("${") else f"{weights[name]:g}"
+
+    at = small if _get(data, "sources", small, "weight") is not None else large
+    yield rule("LK221").at(document.locate(("sources", at, "weight")),
+                           f"the weights of sources '{small}' ({weight_of(small)}) and "
+                           f"'{large}' ({weight_of(large)}) are more than "
+                           f"{WEIGHT_RATIO_MAX:,.0f} times apart",
+                           f"'{small}' would deliver next to nothing (and stretch an "
+                           "all_exhausted epoch as far): raise its weight, or remove the source")
 
 
 # Text keys that take no `${env:}` reference, and why: each is read offline, before any

@@ -447,6 +447,34 @@ def test_an_empty_source_of_a_mixture_warns_lk410_at_its_entry(write_recipe: Wri
     assert warning.line == 7 and "source 'table'" in warning.message
 
 
+def test_an_all_exhausted_epoch_past_2_40_rows_is_lk415_at_the_light_sources_weight(
+        write_recipe: Write, tmp_path: Path) -> None:
+    # Weights a million apart (what lint allows) over 1.2M rows: the epoch would run until
+    # the light source delivered them all, 1.2M x (1 + 1e6) rows.
+    import lance
+    import numpy as np
+    import pyarrow as pa
+
+    lance.write_dataset(pa.table({"id": np.arange(1_200_000), "score": np.zeros(1_200_000)}),
+                        tmp_path / "many.lance")
+    path = write_recipe(MIXTURE.replace("weight: 3", "weight: 1.0e+6")
+                        + f"  many:\n    uri: {tmp_path}/many.lance\n    weight: 1\n"
+                        "mixture:\n  stop: all_exhausted\ncolumns: [id]\n")
+    [error] = errors_of(path)
+    assert (error.code, error.line, error.column) == ("LK415", 12, 13)
+    assert "'many'" in error.message and "1099511627776" in error.message
+
+
+def test_weights_a_million_apart_build_where_the_epoch_stays_in_bounds(
+        write_recipe: Write) -> None:
+    path = write_recipe(MIXTURE.replace("weight: 3", "weight: 1.0e+6")
+                        + "mixture:\n  stop: all_exhausted\ncolumns: [id]\n")
+    compiled = compile_recipe(path, probe=False)
+    # until the light source's 300th row, at a millionth of the epoch: ~300 x (1e6 + 1) rows
+    rows = compiled.plan.node("loader").settings["rows_per_epoch_on_this_rank"]
+    assert 299 * 1_000_001 <= rows <= 300 * 1_000_001 + 2
+
+
 SPLITS = "splits:\n  by: id\n  fractions: {train: 0.8, val: 0.1, test: 0.1}\n"
 
 

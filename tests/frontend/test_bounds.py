@@ -68,6 +68,39 @@ def test_a_mixture_weight_is_finite_above_zero(write: Any, weight: str) -> None:
     assert (problem.code, problem.line) == ("LK202", 3)
 
 
+def mixture_of(a: str, b: str | None) -> str:
+    b_weight = "" if b is None else ", weight: " + b
+    return ("loaderkit: 1\nsources:\n  a: {uri: a.lance, weight: " + a + "}\n"
+            "  b: {uri: b.lance" + b_weight + "}\n")
+
+
+@pytest.mark.parametrize(("a", "b"), [("1.0e-5", "1.0e+15"), ("1.0e+15", "1.0e-5"),
+                                      ("1.0e-20", "1"), ("1.0e-12", "1"), ("1.0e-7", None)])
+def test_weights_over_a_million_apart_are_lk221_at_the_smaller_weight(
+        write: Any, a: str, b: str | None) -> None:
+    # Each weight is in (0, 1e15]; together they would empty or stretch the epoch.
+    text = mixture_of(a, b)
+    [problem] = lint([write("recipe.yaml", text)])
+    smaller = min([a, b or "1"], key=float)
+    line = 3 if smaller == a else 4
+    column = text.splitlines()[line - 1].index("weight: " + smaller) + len("weight: ") + 1
+    assert (problem.code, problem.line, problem.column) == ("LK221", line, column)
+
+
+def test_weights_a_million_apart_lint_clean(write: Any) -> None:
+    assert lint([write("recipe.yaml", mixture_of("1.0e-6", "1"))]) == []
+    assert lint([write("recipe.yaml", mixture_of("1.0e+9", "1.0e+15"))]) == []
+
+
+def test_a_weight_ratio_read_from_the_environment_shows_the_reference(
+        write: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LK_TINY_WEIGHT", "0.000000123")
+    [problem] = lint([write("recipe.yaml", mixture_of('"${env:LK_TINY_WEIGHT}"', "1"))])
+    assert (problem.code, problem.line) == ("LK221", 3)
+    assert "${env:LK_TINY_WEIGHT}" in problem.message
+    assert "123" not in f"{problem.message} {problem.hint}"
+
+
 def test_a_value_out_of_bounds_read_from_the_environment_is_lk202(
         write: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LK_WORKERS", "100000")
@@ -130,6 +163,7 @@ def test_the_reference_shows_the_bounds() -> None:
     text = (ROOT / "docs" / "reference.md").read_text()
     assert "| `loader.batch_size` | integer in [1, 2147483647]" in text
     assert "| `sources.<name>.weight` | number in (0, 1e15]" in text
+    assert "at most 1e6 times smaller than the mixture's largest weight" in text
     assert "| `sampler.seed` | integer in [0, 18446744073709551615]" in text
 
 

@@ -166,6 +166,8 @@ CASES = [
         "LK403", 3, 36, "source-filter-with-a-second-statement", says="';'"),
     one("loaderkit: 1\nsources:\n  a: {uri: a.lance, weight: 0}\n", "LK202", 3, 29,
         "mixture-weight-not-positive"),
+    one("loaderkit: 1\nsources:\n  a: {uri: a.lance, weight: 1.0e-7}\n  b: {uri: b.lance}\n",
+        "LK221", 3, 29, "mixture-weights-too-far-apart", says="1,000,000"),
     one("loaderkit: 1\nsources:\n  a: {uri: a.lance, wieght: 2}\n", "LK201", 3, 21,
         "unknown-key-in-a-source", says="did you mean 'weight'?"),
     one("loaderkit: 1\nsources:\n  a: {table: t}\n", "LK203", 3, 3,

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loaderkit.errors import RuntimeFailure
+from loaderkit.models import WEIGHT_MAX, WEIGHT_RATIO_MAX
 from loaderkit.runtime.samplers import make_sampler, mixing
 from loaderkit.runtime.samplers import shuffle as shuffles
 from loaderkit.runtime.sources.mixture import SOURCE_SHIFT
@@ -211,3 +213,83 @@ def test_each_cycle_of_a_source_is_all_its_rows_once_before_the_next_begins(
                 assert np.array_equal(cycle, np.arange(size))
         if stop == "all_exhausted" and not drop_last:
             assert len(rows) >= size  # every source delivers each of its rows
+
+
+# --- weights anywhere in their accepted range: (0, 1e15], at most 1e6 apart -------------
+
+def accepted_weights(draw: Any, n: int, ratio: float) -> list[float]:
+    """n weights at any magnitude a recipe accepts, at most `ratio` apart."""
+    largest = draw(st.floats(-300, 15)) if ratio == 1 else draw(st.floats(-300 + 6, 15))
+    spread = np.log10(ratio)
+    return [min(WEIGHT_MAX, 10 ** (largest - draw(st.floats(0, spread)))) for _ in range(n)]
+
+
+@st.composite
+def accepted_mixture(draw: Any) -> tuple[list[int], list[float]]:
+    sizes = draw(st.lists(st.integers(1, 2**31), min_size=2, max_size=4))
+    weights = accepted_weights(draw, len(sizes), WEIGHT_RATIO_MAX)
+    return sizes, weights
+
+
+@settings(max_examples=400, deadline=None)
+@given(mixture_=accepted_mixture(), stop=st.sampled_from(["first_exhausted", "all_exhausted"]),
+       seed=st.integers(0, 2**32))
+def test_the_source_that_ends_an_epoch_delivers_exactly_its_rows_at_any_accepted_weights(
+        mixture_: tuple[list[int], list[float]], stop: str, seed: int) -> None:
+    # Large sources: a float end * share one ulp low once dropped the ending source's last
+    # row (and an epoch past int64 counted a source as 0 rows).
+    sizes, weights = mixture_
+    m = Mixture(tuple(f"s{i}" for i in range(len(sizes))), tuple(sizes), tuple(weights), stop)
+    rows, _ = mixing.epoch_rows(m)
+    if rows > mixing.EPOCH_ROWS_MAX:  # the build refuses it (LK415), and so does the runtime
+        with pytest.raises(RuntimeFailure):
+            mixing.Interleave(m, np.random.default_rng(seed).random(len(sizes)))
+        return
+    interleave = mixing.Interleave(m, np.random.default_rng(seed).random(len(sizes)))
+    counts = interleave.counts
+    assert np.any(counts == sizes)  # the source whose last row ends the epoch
+    if stop == "all_exhausted":
+        assert np.all(counts >= sizes)
+    else:
+        assert np.all(counts <= sizes)
+    assert interleave.total <= rows
+    positions = np.random.default_rng(seed).integers(0, interleave.total, 8)
+    for position in [*positions.tolist(), interleave.total - 1]:
+        taken = interleave.taken(position)
+        assert taken.sum() == position and np.all(taken <= counts)
+
+
+@st.composite
+def small_epoch(draw: Any) -> tuple[list[int], list[float]]:
+    # Weights at any magnitude; their spread and the rows kept so an epoch is delivered fast.
+    sizes = draw(st.lists(st.integers(1, 40), min_size=2, max_size=3))
+    return sizes, accepted_weights(draw, len(sizes), draw(st.sampled_from([1, 10, 300])))
+
+
+@settings(max_examples=150, deadline=None)
+@given(mixture_=small_epoch(), kind=st.sampled_from(list(SAMPLERS.values())),
+       chunk_rows=st.integers(1, 200), world_size=st.integers(1, 3),
+       batch_size=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_all_exhausted_delivers_every_row_of_every_source_at_any_accepted_weights(
+        mixture_: tuple[list[int], list[float]], kind: dict[str, Any], chunk_rows: int,
+        world_size: int, batch_size: int, seed: int) -> None:
+    sizes, weights = mixture_
+    u = mixture_universe(sizes, weights, "all_exhausted")
+    spec = SamplerSpec(**{**kind, "seed": seed}, world_size=world_size, chunk_rows=chunk_rows,
+                       uneven="allow")
+    ids = delivered(u, spec, batch_size, False, False)
+    for source, size in enumerate(sizes):
+        rows = ids[ids >> SOURCE_SHIFT == source] & ((1 << SOURCE_SHIFT) - 1)
+        assert set(rows.tolist()) == set(range(size)), f"source {source} lost rows"
+
+
+def test_weights_a_million_apart_still_deliver_the_light_source() -> None:
+    # The extreme the recipe allows: 800 rows at 1, 200 at 1e6 (an epoch of ~8e8 rows).
+    m = Mixture(("big", "small"), (800, 200), (1.0, 1e6), "all_exhausted")
+    interleave = mixing.Interleave(m, np.random.default_rng(0).random(2))
+    assert interleave.counts[0] == 800
+    order = interleave.slice(0, 2_000_000, lambda source, cycle, lo, hi: np.arange(lo, hi))
+    assert np.count_nonzero(mixing.source_of(m, order) == 0) == 2  # its share, in time
+    tail = interleave.slice(interleave.total - 2_000_000, interleave.total,
+                            lambda source, cycle, lo, hi: np.arange(lo, hi))
+    assert 799 in tail.tolist()  # the big source's last row closes the epoch

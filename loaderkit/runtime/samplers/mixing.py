@@ -10,6 +10,11 @@ in what order is the sampler's own order of that source. `first_exhausted` ends
 the epoch with the first source's last row; `all_exhausted` runs until every
 source has delivered all its rows, starting a source's order again (a new one,
 its `cycle`) each time it runs out. Any slice of the epoch is computed alone.
+
+The arithmetic is exact for every epoch of at most EPOCH_ROWS_MAX rows: the source
+that ends the epoch delivers exactly its rows (not one fewer where `end * share`
+rounds down), and a longer epoch is refused (the build says so, LK415) rather than
+counted in a float that no int64 holds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from loaderkit.errors import RuntimeFailure
 from loaderkit.runtime.universe import Mixture
 
 # Tolerance on the times: a row whose time equals the end is in the epoch.
@@ -25,6 +31,10 @@ _EPS = 1e-9
 # A pass's label is source * _PASSES + cycle: sorted labels go source by source, each
 # source's cycles in order.
 _PASSES = 1 << 40
+# The longest epoch a mixture may have: a pass label holds a source's cycle in 40 bits, and
+# 2**40 rows (a trillion) are more than any epoch is meant to hold; every count and time of
+# such an epoch is an integer (or within 2**-12 of one) in a float64, so counts are exact.
+EPOCH_ROWS_MAX = _PASSES
 OrderOf = Callable[[int, int, int, int], np.ndarray]  # (source, cycle, lo, hi) -> positions
 
 
@@ -37,6 +47,10 @@ class Interleave:
         sizes = np.array(mixture.sizes, dtype=np.float64)
         weights = np.array(mixture.weights, dtype=np.float64) * (sizes > 0)
         self.share = weights / weights.sum() if weights.sum() else weights
+        rows, _ = epoch_rows(mixture)
+        if rows > EPOCH_ROWS_MAX:
+            raise RuntimeFailure(f"an epoch of this mixture would hold about {rows:.3g} rows, "
+                                 f"more than {EPOCH_ROWS_MAX}")
         self.counts = self._counts(sizes)
         self.total = int(self.counts.sum())
 
@@ -46,10 +60,16 @@ class Interleave:
         live = self.share > 0
         if not live.any() or (self.mixture.stop == "first_exhausted" and (sizes == 0).any()):
             return out
+        first = self.mixture.stop == "first_exhausted"
         last = (sizes[live] - 1 + self.phase[live]) / self.share[live]  # last rows' times
-        end = last.min() if self.mixture.stop == "first_exhausted" else last.max()
-        out[live] = np.floor(end * self.share[live] - self.phase[live] + _EPS).astype(
-            np.int64) + 1
+        end = last.min() if first else last.max()
+        counts = np.floor(end * self.share[live] - self.phase[live] + _EPS) + 1
+        # `end * share` is off by a rounding error that grows with the rows: the source that
+        # ends the epoch gets exactly its rows, and no other one, past what the stop allows.
+        counts = np.minimum(counts, sizes[live]) if first else np.maximum(counts, sizes[live])
+        ending = int(np.argmin(last) if first else np.argmax(last))
+        counts[ending] = sizes[live][ending]
+        out[live] = counts.astype(np.int64)
         return np.clip(out, 0, None)
 
     def _before(self, time: float) -> np.ndarray:
@@ -122,6 +142,20 @@ class Interleave:
             parts.append(order_of(source, cycle, offset, offset + take))
             at += take
         return np.concatenate(parts)
+
+
+def epoch_rows(mixture: Mixture) -> tuple[float, int | None]:
+    """An epoch's rows (at most this, and fewer by less than a row per source), from the
+    sizes and weights alone, and the source whose last row ends it (None: no row)."""
+    live = [i for i, (n, w) in enumerate(zip(mixture.sizes, mixture.weights, strict=True))
+            if n > 0 and w > 0]
+    if not live or (mixture.stop == "first_exhausted" and 0 in mixture.sizes):
+        return 0.0, None
+    total = sum(mixture.weights[i] for i in live)
+    ends = {i: mixture.sizes[i] * (total / mixture.weights[i]) for i in live}
+    pick = min if mixture.stop == "first_exhausted" else max
+    ending = pick(ends, key=lambda i: ends[i])
+    return ends[ending] + len(live), ending
 
 
 def source_of(mixture: Mixture, where: np.ndarray) -> np.ndarray:
