@@ -214,7 +214,7 @@ _LIKELY_CAUSE = {
 _STARTED: weakref.WeakSet[Any] = weakref.WeakSet()
 # Threads stopping the workers a pass did not need (`WorkerPool.stop_in_background`).
 _STOPPING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-STOP_AT_EXIT_SECONDS = 10.0
+STOP_AT_EXIT_SECONDS = 30.0
 
 
 def worker_died(exc: BaseException, ours_only: bool = False) -> WorkerDied | None:
