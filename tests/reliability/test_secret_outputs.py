@@ -322,21 +322,27 @@ _ITERATOR = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
-def test_a_failing_transform_quotes_no_value_read_from_the_environment(
-        tmp_path: Path, workers: int) -> None:
+def _region_recipe(tmp_path: Path, transform: str, workers: int) -> Path:
+    """A recipe whose aws_region is ${env:LK_T_REGION} and whose transform (of
+    secret_factory.py) quotes that region in what it raises or warns."""
     dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
-    recipe = write_recipe(tmp_path / "r.yaml", f"""
+    return write_recipe(tmp_path / "r.yaml", f"""
         loaderkit: 1
         source:
           uri: {dataset}
           storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
         columns: [id]
-        transform: tests.reliability.secret_factory:refuse_region
+        transform: tests.reliability.secret_factory:{transform}
         loader:
           batch_size: 50
           num_workers: {workers}
         """)
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
+def test_a_failing_transform_quotes_no_value_read_from_the_environment(
+        tmp_path: Path, workers: int) -> None:
+    recipe = _region_recipe(tmp_path, "refuse_region", workers)
     child = subprocess.run([PYTHON, "-c", _ITERATOR, str(recipe)], capture_output=True,
                            text=True, timeout=300, cwd=HERE.parent.parent,
                            env=subprocess_env(LK_T_REGION="s3cr3t-region-7f3a"), check=False)
@@ -350,18 +356,7 @@ def test_a_failing_transform_quotes_no_value_read_from_the_environment(
 @pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "worker"])
 def test_a_transforms_warning_quotes_no_value_read_from_the_environment(
         tmp_path: Path, workers: int) -> None:
-    dataset = write_local_dataset(tmp_path / "data.lance", rows=200)
-    recipe = write_recipe(tmp_path / "r.yaml", f"""
-        loaderkit: 1
-        source:
-          uri: {dataset}
-          storage_options: {{aws_region: "${{env:LK_T_REGION}}"}}
-        columns: [id]
-        transform: tests.reliability.secret_factory:warn_region
-        loader:
-          batch_size: 50
-          num_workers: {workers}
-        """)
+    recipe = _region_recipe(tmp_path, "warn_region", workers)
     script = f"from loaderkit import load_recipe\nfor _ in load_recipe({str(recipe)!r}): pass\n"
     child = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=300,
                            cwd=HERE.parent.parent,
