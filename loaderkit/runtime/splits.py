@@ -56,7 +56,17 @@ def assign(values: pa.Array | pa.ChunkedArray | np.ndarray, spec: SplitSpec) -> 
     return out
 
 
-def counts(assigned: np.ndarray, spec: SplitSpec) -> dict[str, int]:
-    """Rows per split name."""
-    found = np.bincount(assigned[assigned >= 0].astype(np.int64), minlength=len(spec.fractions))
-    return {name: int(n) for (name, _), n in zip(spec.fractions, found, strict=True)}
+SplitRows = tuple[tuple[str, int], ...]  # rows per split name, in the order of the fractions
+
+
+def count_splits(assigned: np.ndarray, spec: SplitSpec) -> np.ndarray:
+    """Rows per split, in the order of `spec.fractions` (rows in none are not counted)."""
+    return np.bincount(assigned[assigned >= 0].astype(np.int64), minlength=len(spec.fractions))
+
+
+def named(counts: np.ndarray, spec: SplitSpec | None) -> SplitRows:
+    """`count_splits`'s counts (summed over batches) with their split names; () without a
+    split."""
+    if spec is None:
+        return ()
+    return tuple((name, int(n)) for (name, _), n in zip(spec.fractions, counts, strict=True))

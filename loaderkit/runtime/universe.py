@@ -18,6 +18,8 @@ from functools import cached_property
 
 import numpy as np
 
+from loaderkit.runtime import rowids
+
 # A fragment at least this long, starting off the batch grid, gets scanners of its own
 # (two, under a millisecond each) rather than re-cut batches (a copy of each batch).
 REALIGN_ROWS = 16384
@@ -118,7 +120,7 @@ class Universe:
     """The rows a recipe reads, fragment by fragment in dataset order.
 
     `row_ids` is None when ids follow from the layout (no filter, no deletions):
-    then the id of position p is the row address `fragment_id << 32 | offset`.
+    then the id of position p is the row address of its fragment and offset (rowids.py).
     `offsets` marks sources read by plain offsets (tables without `to_lance`).
     `scannable` is False when a scanner over the fragments (with the recipe's filter)
     would not read exactly these rows (a split, a mixture): they are read by id.
@@ -169,17 +171,15 @@ class Universe:
                 bitmap = self.kept[fragment]
                 if bitmap is not None:
                     local[here] = bitmap.select(local[here])
-        return (self.fragment_ids[idx] << 32) | local
+        return rowids.address(self.fragment_ids[idx], local)
 
     def _part_ids(self, positions: np.ndarray) -> np.ndarray:
-        from loaderkit.runtime.sources.mixture import SOURCE_SHIFT
-
         part = np.searchsorted(self.starts, positions, side="right") - 1
         out = np.empty(len(positions), dtype=np.int64)
         for index in np.unique(part):
             here = part == index
             local = positions[here] - self.starts[index]
-            out[here] = self.parts[index].ids(local) | (np.int64(index) << SOURCE_SHIFT)
+            out[here] = rowids.mixed(int(index), self.parts[index].ids(local))
         return out
 
     def runs(self, ranges: list[range], batch_size: int = 0) -> tuple[ScanRun, ...]:

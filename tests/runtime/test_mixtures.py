@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from loaderkit.errors import RuntimeFailure
 from loaderkit.models import WEIGHT_MAX, WEIGHT_RATIO_MAX
+from loaderkit.runtime.rowids import SOURCE_SHIFT
 from loaderkit.runtime.samplers import make_sampler, mixing
 from loaderkit.runtime.samplers import shuffle as shuffles
-from loaderkit.runtime.sources.mixture import SOURCE_SHIFT
 from loaderkit.runtime.spec import SamplerSpec
 from loaderkit.runtime.tasks import CacheTask, TakeTask
 from loaderkit.runtime.universe import Mixture, Universe

@@ -18,15 +18,12 @@ import numpy as np
 import pyarrow as pa
 
 from loaderkit.errors import SourceError
+from loaderkit.runtime import rowids
 from loaderkit.runtime.sources import SourceKind, kind_of, open_source
 from loaderkit.runtime.sources.payloads import Payloads
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import Mixture, ScanRun, Universe
 from loaderkit.vocabulary import Text, resolve_text
-
-# A row id of a mixture: the source's index above this bit, the source's own id below.
-SOURCE_SHIFT = 56
-_LOCAL = (1 << SOURCE_SHIFT) - 1
 
 
 def and_filters(*filters: Text | None) -> str | None:
@@ -118,7 +115,7 @@ class MixtureReader:
         return next((p for p in found if p), found[0])
 
     def describe_row(self, row_id: int) -> str:
-        index, local = row_id >> SOURCE_SHIFT, row_id & _LOCAL
+        index, local = rowids.source_of(row_id), rowids.local_of(row_id)
         name = self.source.parts[index].name
         return f"source '{name}', {self.readers[index].describe_row(local)}"
 
@@ -127,11 +124,11 @@ class MixtureReader:
 
     def _by_source(self, ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """Sorted ids, cut where the source changes: (source index, its own ids)."""
-        sources = ids >> SOURCE_SHIFT
+        sources = rowids.source_of(ids)
         cuts = np.flatnonzero(np.diff(sources)) + 1
         for part in np.split(ids, cuts):
             if len(part):
-                yield int(part[0] >> SOURCE_SHIFT), part & _LOCAL
+                yield int(rowids.source_of(part[0])), rowids.local_of(part)
 
     def take_parts(self, ids: np.ndarray, columns: dict[str, str] | None) -> Iterator[pa.Table]:
         schema = self.schema(columns)

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from loaderkit.errors import SourceError
-from loaderkit.runtime import splits, storage
+from loaderkit.runtime import rowids, splits, storage
 from loaderkit.runtime.sources import storage_options
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
@@ -80,6 +80,11 @@ TAKE_PIECE_ROWS = 16384
 RANGE_GAP = 64
 
 
+def _chosen(split: SplitSpec | None) -> bool:
+    """Whether the recipe reads one split (not every row): then no scanner reads its rows."""
+    return split is not None and split.split is not None
+
+
 class LanceReader:
     """Fast path: a Lance dataset (directly, or behind a local LanceDB table).
 
@@ -97,7 +102,6 @@ class LanceReader:
         # a reader of the fragment's data file, or None where only a scanner reads it right.
         self._files = threading.local()
         self._pool: ThreadPoolExecutor | None = None
-        self._split_counts = np.zeros(0, dtype=np.int64)
 
     def payloads(self, columns: Columns) -> Payloads:
         """The projection's blob and Hugging Face image columns (delivered as bytes)."""
@@ -116,7 +120,8 @@ class LanceReader:
         """A row as a user can find it again: its fragment and offset, by its address."""
         if self.ds.has_stable_row_ids:
             return f"row id {row_id}"
-        return f"fragment {row_id >> 32}, row {row_id & 0xFFFFFFFF} (row address {row_id})"
+        return (f"fragment {rowids.fragment_of(row_id)}, row {rowids.offset_of(row_id)} "
+                f"(row address {row_id})")
 
     def _names(self, columns: Columns) -> list[str]:
         return list(columns) if columns is not None else list(self.ds.schema.names)
@@ -148,10 +153,10 @@ class LanceReader:
         return self._universe_by_bitmaps(frag_ids, physical, filter, split)
 
     def _kept_rows(self, filter: str | None, split: SplitSpec | None
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(row addresses, whether each is kept) batch by batch in dataset order: the rows the
-        filter selects and, with a split, whether each is in the chosen split. One scan, of
-        the split's column alone (or none), in bounded memory."""
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(row addresses, whether each is kept, rows per split) batch by batch in dataset
+        order: the rows the filter selects and, with a split, whether each is in the chosen
+        split. One scan, of the split's column alone (or none), in bounded memory."""
         by = [split.by] if split is not None and split.by != RANDOM_SPLIT else []
         scanner = self.ds.scanner(columns=by, filter=filter, with_row_address=True,
                                   batch_size=1 << 17, scan_in_order=True)
@@ -159,15 +164,15 @@ class LanceReader:
         for batch in scanner.to_batches():
             addresses = batch.column("_rowaddr").to_numpy().astype(np.int64)
             keep = np.ones(len(addresses), dtype=bool)
+            counts = np.zeros(0, dtype=np.int64)
             if split is not None:
                 values = batch.column(split.by) if by else np.arange(seen, seen + len(keep))
                 assigned = splits.assign(values, split)
-                self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
-                                                  minlength=len(split.fractions))
+                counts = splits.count_splits(assigned, split)
                 if split.split is not None:
                     keep = assigned == split.index
             seen += len(keep)
-            yield addresses, keep
+            yield addresses, keep, counts
 
     def _universe_by_bitmaps(self, frag_ids: np.ndarray, physical: np.ndarray,
                              filter: str | None, split: SplitSpec | None) -> Universe:
@@ -176,7 +181,7 @@ class LanceReader:
         index_of = {int(f): i for i, f in enumerate(frag_ids)}
         kept: list[Bitmap | None] = [None] * len(frag_ids)
         rows = np.zeros(len(frag_ids), dtype=np.int64)
-        self._split_counts = np.zeros(len(split.fractions) if split else 0, dtype=np.int64)
+        split_counts = np.zeros(len(split.fractions) if split else 0, dtype=np.int64)
         current, flags = -1, np.zeros(0, dtype=bool)
 
         def close() -> None:
@@ -185,29 +190,27 @@ class LanceReader:
                 rows[current] = count
                 kept[current] = None if count == len(flags) else Bitmap(flags)
 
-        for addresses, keep in self._kept_rows(filter, split):
-            fragments = addresses >> 32
+        for addresses, keep, counts in self._kept_rows(filter, split):
+            split_counts += counts
+            fragments = rowids.fragment_of(addresses)
             for fragment in np.unique(fragments):
                 here = fragments == fragment
                 index = index_of[int(fragment)]
                 if index != current:
                     close()
                     current, flags = index, np.zeros(int(physical[index]), dtype=bool)
-                flags[addresses[here] & 0xFFFFFFFF] = keep[here]
+                flags[rowids.offset_of(addresses[here])] = keep[here]
         close()
         # A fragment the scan never reached keeps no row (a bitmap of none).
         for index in range(len(frag_ids)):
             if rows[index] == 0 and kept[index] is None:
                 kept[index] = Bitmap(np.zeros(0, dtype=bool))
-        return self._universe_of(frag_ids, rows, None, tuple(kept), split)
+        return self._universe_of(frag_ids, rows, None, tuple(kept),
+                                 splits.named(split_counts, split), _chosen(split))
 
     def _universe_of(self, frag_ids: np.ndarray, rows: np.ndarray, row_ids: np.ndarray | None,
-                     kept: tuple[Bitmap | None, ...] | None, split: SplitSpec | None) -> Universe:
-        split_rows: tuple[tuple[str, int], ...] = ()
-        if split is not None:
-            split_rows = tuple((name, int(n)) for (name, _), n
-                               in zip(split.fractions, self._split_counts, strict=True))
-        chosen = split is not None and split.split is not None
+                     kept: tuple[Bitmap | None, ...] | None, split_rows: splits.SplitRows,
+                     chosen: bool) -> Universe:
         return Universe(frag_ids, rows, row_ids, scannable=not chosen, split_rows=split_rows,
                         kept=kept)
 
@@ -215,19 +218,18 @@ class LanceReader:
                          split: SplitSpec | None) -> Universe:
         """With stable row ids, rows are read by id, not address: the ids are kept, 8 bytes
         a row (the one universe that grows with the data)."""
-        self._split_counts = np.zeros(len(split.fractions) if split else 0, dtype=np.int64)
+        split_rows: splits.SplitRows = ()
         by = [split.by] if split is not None and split.by != RANDOM_SPLIT else []
         tbl = self.ds.to_table(columns=by, with_row_id=True, with_row_address=True,
                                filter=filter)
         if split is not None:
             assigned = splits.assign(tbl[split.by] if by else np.arange(tbl.num_rows), split)
-            self._split_counts += np.bincount(assigned[assigned >= 0].astype(np.int64),
-                                              minlength=len(split.fractions))
+            split_rows = splits.named(splits.count_splits(assigned, split), split)
             if split.split is not None:
                 wanted = split.index
                 tbl = tbl.filter(pa.array(assigned == wanted))
         row_ids = tbl["_rowid"].to_numpy().astype(np.int64)
-        frag_of_row = (tbl["_rowaddr"].to_numpy() >> np.uint64(32)).astype(np.int64)
+        frag_of_row = rowids.fragment_of(tbl["_rowaddr"].to_numpy().astype(np.int64))
         # Rows arrive in scan order (fragment by fragment); map fragment ids to
         # dataset-order indices and keep that order stable, defensively.
         index_of = np.full(int(max(frag_ids.max(initial=0), frag_of_row.max(initial=0))) + 1, -1)
@@ -237,7 +239,7 @@ class LanceReader:
             order = np.argsort(row_frag_index, kind="stable")
             row_ids, row_frag_index = row_ids[order], row_frag_index[order]
         rows = np.bincount(row_frag_index, minlength=len(frag_ids)).astype(np.int64)
-        return self._universe_of(frag_ids, rows, row_ids, None, split)
+        return self._universe_of(frag_ids, rows, row_ids, None, split_rows, _chosen(split))
 
     def scan(
         self,
@@ -333,7 +335,7 @@ class LanceReader:
         offsets = np.concatenate([run.offsets() for run in runs])
         if file is not None:
             return file.take(offsets)
-        addresses = (np.int64(runs[0].fragment.fragment_id) << 32) | offsets
+        addresses = rowids.address(int(runs[0].fragment.fragment_id), offsets)
         return self.ds._take_rows(pa.array(addresses, type=pa.uint64()), columns=columns)
 
     def _file_rows(self, frag: Any, columns: Columns) -> _FileRows | None:
@@ -357,7 +359,7 @@ class LanceReader:
         """
         if len(ids) < MIN_RANGE_ROWS or self.ds.has_stable_row_ids:
             return None
-        # A fragment change is a jump of ~2**32 in the address: always a cut.
+        # A fragment change is a jump of ~2**FRAGMENT_SHIFT in the address: always a cut.
         cuts = np.flatnonzero(np.diff(ids) > RANGE_GAP) + 1
         if len(ids) < MIN_RANGE_ROWS * (len(cuts) + 1):
             return None
@@ -366,12 +368,12 @@ class LanceReader:
         out: list[_Range] = []
         for start, end in zip(starts, ends, strict=True):
             first, last = int(ids[start]), int(ids[end - 1])
-            frag = self._fragments.get(first >> 32)
+            frag = self._fragments.get(rowids.fragment_of(first))
             if frag is None or frag.metadata.deletion_file is not None:
                 return None
             span = last - first + 1
             keep = None if span == end - start else ids[start:end] - first
-            out.append(_Range(frag, first & 0xFFFFFFFF, span, keep))
+            out.append(_Range(frag, rowids.offset_of(first), span, keep))
         return out
 
 
@@ -512,7 +514,7 @@ class TableReader:
             found = found.sort_by("_rowoffset")
             offsets = found["_rowoffset"].to_numpy().astype(np.int64)
             assigned = splits.assign(found[split.by] if by else np.arange(len(offsets)), split)
-            split_rows = tuple(splits.counts(assigned, split).items())
+            split_rows = splits.named(splits.count_splits(assigned, split), split)
             if split.split is not None:
                 offsets = offsets[assigned == split.index]
         if offsets is None:
@@ -520,9 +522,8 @@ class TableReader:
                 n = int(self.table.count_rows())
         else:
             n = len(offsets)
-        chosen = split is not None and split.split is not None
         return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), offsets,
-                        True, scannable=not chosen, split_rows=split_rows)
+                        True, scannable=not _chosen(split), split_rows=split_rows)
 
     def _offsets(self, filter: str | None) -> np.ndarray | None:
         """The offsets of the rows `filter` keeps, in table order (None: every row)."""
