@@ -343,8 +343,8 @@ class _Engine:
     def delivered(self, columns: dict[str, str] | None) -> pa.Schema | None:
         """The schema the recipe's columns are delivered with (blob and image columns as
         bytes); None where no engine can say."""
+        from loaderkit.runtime.sources.lance_reader import LanceReader
         from loaderkit.runtime.sources.payloads import Payloads
-        from loaderkit.runtime.sources.readers import LanceReader
 
         if self.dataset is not None:
             return LanceReader(self.dataset).schema(columns)

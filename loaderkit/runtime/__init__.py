@@ -14,7 +14,7 @@ _EXPORTS = {
     "ChunkDataset": "loaderkit.runtime.dataset",
     "RecipeLoader": "loaderkit.runtime.loader",
     "make_loader": "loaderkit.runtime.loader",
-    "as_lance_dataset": "loaderkit.runtime.sources.readers",
+    "as_lance_dataset": "loaderkit.runtime.sources.lance_reader",
     "open_source": "loaderkit.runtime.sources",
     "pin_version": "loaderkit.runtime.sources",
     "pinned": "loaderkit.runtime.sources",

@@ -32,7 +32,6 @@ from loaderkit.runtime.handover import HandOver, pinned, read_here
 from loaderkit.runtime.samplers import Sampler, make_sampler
 from loaderkit.runtime.sources import kind_of, open_source
 from loaderkit.runtime.sources import pinned as pinned_source
-from loaderkit.runtime.sources.readers import reader_for
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 from loaderkit.runtime.state import EpochState, settings
 from loaderkit.runtime.tasks import StandbyTask, Task
@@ -271,7 +270,7 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
         raise SourceError(f"{source.uri} exists only in this process; use num_workers: 0")
     obj = handle if handle is not None else open_source(source)
     read = dataclasses.replace(read, source=pinned_source(source, obj))
-    reader = reader_for(obj, read.source, read.reads_in_flight)
+    reader = kind_of(read.source).reader(obj, read.source, read.reads_in_flight)
     universe = reader.universe(read.engine_filter, read.split)
     schema = reader.schema(read.engine_columns)
     rows = make_sampler(sampler, universe, loader.batch_size, loader.drop_last,

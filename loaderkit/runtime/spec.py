@@ -59,13 +59,10 @@ class SourceSpec:
 
     @property
     def kind(self) -> SourceKind:
-        if self.parts:
-            return "mixture"
-        if self.live:
-            return "live"
-        if self.connection_factory is not None:
-            return "factory"
-        return "lancedb_table" if self.is_lancedb else "lance_dataset"
+        """The name of the source kind that matches this spec (runtime/sources/)."""
+        from loaderkit.runtime.sources import kind_of
+
+        return kind_of(self).name  # type: ignore[return-value]  # one of SOURCE_KINDS
 
 
 @dataclass(frozen=True)

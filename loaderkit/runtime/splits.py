@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from loaderkit.runtime.samplers.permutation import splitmix64
 from loaderkit.runtime.spec import SplitSpec
+from loaderkit.vocabulary import RANDOM_SPLIT
 
 
 def _key(seed: int) -> np.uint64:
@@ -70,3 +71,22 @@ def named(counts: np.ndarray, spec: SplitSpec | None) -> SplitRows:
     if spec is None:
         return ()
     return tuple((name, int(n)) for (name, _), n in zip(spec.fractions, counts, strict=True))
+
+
+def chosen(spec: SplitSpec | None) -> bool:
+    """Whether the recipe reads one split (not every row): then no scanner reads its rows."""
+    return spec is not None and spec.split is not None
+
+
+def by_column(spec: SplitSpec | None) -> list[str]:
+    """The column a split reads (none for `by: random`, or without a split)."""
+    return [spec.by] if spec is not None and spec.by != RANDOM_SPLIT else []
+
+
+def select(values: pa.Array | pa.ChunkedArray | np.ndarray, spec: SplitSpec
+           ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Whether each row (by its `by` value, or its position) is in the split the recipe
+    reads (None: it reads every row), and the rows of each split (`count_splits`)."""
+    assigned = assign(values, spec)
+    keep = assigned == spec.index if spec.split is not None else None
+    return keep, count_splits(assigned, spec)

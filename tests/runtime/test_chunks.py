@@ -13,8 +13,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loaderkit.runtime import cache, chunks, gathering, universe
-from loaderkit.runtime.sources import readers
+from loaderkit.runtime import cache, chunks, gathering, rowids, universe
+from loaderkit.runtime.sources import data_files, read_plan
+from loaderkit.runtime.sources.lance_reader import LanceReader
 from tests.runtime.support import build, ids_of, through_workers, write_dataset
 
 
@@ -37,7 +38,7 @@ def test_range_reads_deliver_what_a_take_does(
     lance_uri: str, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def epoch(min_rows: int) -> list[Any]:
-        monkeypatch.setattr(readers, "MIN_RANGE_ROWS", min_rows)
+        monkeypatch.setattr(read_plan, "MIN_RANGE_ROWS", min_rows)
         return list(build(lance_uri, format=fmt, type="shuffle", seed=3, block_rows=64,
                           chunk_rows=256))
 
@@ -69,17 +70,17 @@ def test_gathered_batches_own_their_memory(lance_uri: str) -> None:
 def _file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record each read that went straight to a data file (runs from 16 rows):
     "read" for a dense run's range (from 32 rows), "take" for other runs' rows."""
-    monkeypatch.setattr(readers, "MIN_RANGE_ROWS", 16)
-    monkeypatch.setattr(readers, "RANGE_READ_ROWS", 32)
+    monkeypatch.setattr(read_plan, "MIN_RANGE_ROWS", 16)
+    monkeypatch.setattr(read_plan, "RANGE_READ_ROWS", 32)
     calls: list[str] = []
     for name in ("read", "take"):
-        method = getattr(readers._FileRows, name)
+        method = getattr(data_files.FileRows, name)
 
         def recording(self: Any, *args: Any, _name: str = name, _method: Any = method) -> Any:
             calls.append(_name)
             return _method(self, *args)
 
-        monkeypatch.setattr(readers._FileRows, name, recording)
+        monkeypatch.setattr(data_files.FileRows, name, recording)
     return calls
 
 
@@ -89,17 +90,17 @@ def _epoch_in_small_chunks(uri: str, **kw: Any) -> list[Any]:
 
 @pytest.mark.parametrize(
     ("mode", "piece_rows", "read"),
-    [("block", readers.TAKE_PIECE_ROWS, "read"), ("exact", readers.TAKE_PIECE_ROWS, "take"),
+    [("block", read_plan.TAKE_PIECE_ROWS, "read"), ("exact", read_plan.TAKE_PIECE_ROWS, "take"),
      ("exact", 20, "take")],
 )
 def test_shuffles_read_rows_from_data_files_like_the_scanner(
     lance_uri: str, mode: str, piece_rows: int, read: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(readers, "TAKE_PIECE_ROWS", piece_rows)
+    monkeypatch.setattr(read_plan, "TAKE_PIECE_ROWS", piece_rows)
     calls = _file_reads(monkeypatch)
     direct = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
     assert read in calls  # the fast path was taken
-    monkeypatch.setattr(readers._FileRows, "open", classmethod(lambda *a: None))
+    monkeypatch.setattr(data_files.FileRows, "open", classmethod(lambda *a: None))
     scanned = _epoch_in_small_chunks(lance_uri, mode=mode, columns={"v": "emb", "id": "id"})
     assert _rows(direct) == _rows(scanned)
     assert list(direct[0]) == ["v", "id"]
@@ -133,14 +134,14 @@ def test_sql_expression_columns_are_read_through_the_scanner(
 def test_range_reads_skip_the_rows_between_nearby_wanted_rows(
     lance_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(readers, "MIN_RANGE_ROWS", 16)
+    monkeypatch.setattr(read_plan, "MIN_RANGE_ROWS", 16)
     ds = lance.dataset(lance_uri)
-    reader = readers.LanceReader(ds)
+    reader = LanceReader(ds)
     offsets = np.array([o for o in range(600) if o % 97 not in (3, 40)])  # holes; spans fragments
     frag_rows = np.cumsum([0] + [f.metadata.physical_rows for f in ds.get_fragments()])
     fragment = np.searchsorted(frag_rows, offsets, side="right") - 1
-    addresses = (fragment.astype(np.int64) << 32) | (offsets - frag_rows[fragment])
-    ranges = reader._ranges(addresses)
+    addresses = rowids.address(fragment.astype(np.int64), offsets - frag_rows[fragment])
+    ranges = read_plan.ranges(addresses, {f.fragment_id: f for f in ds.get_fragments()}, False)
     assert ranges is not None and any(r.keep is not None for r in ranges)
     got = reader.take(addresses, {"id": "id", "emb": "emb"})
     assert got.column("id").to_pylist() == offsets.tolist()

@@ -20,7 +20,7 @@ from loaderkit.runtime import (
     pin_version,
     probe_dataset,
 )
-from loaderkit.runtime.sources import readers
+from loaderkit.runtime.sources import read_plan
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import EnvValue
 from tests.runtime.support import ROWS, build, ids_of, make_table, write_dataset
@@ -127,25 +127,25 @@ def test_worker_payload_holds_no_open_dataset_nor_secret(
 def test_sparse_runs_are_read_in_pieces_of_one_fragment_about_take_piece_rows_long(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(readers, "TAKE_PIECE_ROWS", 100)
+    monkeypatch.setattr(read_plan, "TAKE_PIECE_ROWS", 100)
     a, b = object(), object()  # two fragments
     keep = np.arange(0, 60, 3)  # 20 of a run's 60 rows
-    runs = [readers._Range(f, o, 60, keep) for f, o in [(a, 0), (a, 70), (a, 140), (a, 210),
+    runs = [read_plan.Range(f, o, 60, keep) for f, o in [(a, 0), (a, 70), (a, 140), (a, 210),
                                                         (b, 0)]]
-    pieces = list(readers._pieces(runs))
+    pieces = list(read_plan.pieces(runs))
     assert [[r.offset for r in p] for p in pieces] == [[0, 70, 140, 210], [0]]
 
 
 def test_short_dense_runs_share_one_take_of_their_fragment() -> None:
     a = object()
-    runs = [readers._Range(a, offset, 128, None) for offset in (0, 1000, 2000)]
-    assert [[r.offset for r in p] for p in readers._pieces(runs)] == [[0, 1000, 2000]]
+    runs = [read_plan.Range(a, offset, 128, None) for offset in (0, 1000, 2000)]
+    assert [[r.offset for r in p] for p in read_plan.pieces(runs)] == [[0, 1000, 2000]]
 
 
 def test_a_dense_run_is_read_alone_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "RANGE_READ_ROWS", 60)
+    monkeypatch.setattr(read_plan, "RANGE_READ_ROWS", 60)
     a = object()
     sparse, dense = np.arange(0, 60, 2)[:20], np.arange(0, 60, 2)  # 20 and 30 of 60 rows
-    runs = [readers._Range(a, 0, 60, sparse), readers._Range(a, 70, 60, None),
-            readers._Range(a, 140, 60, sparse), readers._Range(a, 210, 60, dense)]
-    assert [[r.offset for r in p] for p in readers._pieces(runs)] == [[0], [70], [140], [210]]
+    runs = [read_plan.Range(a, 0, 60, sparse), read_plan.Range(a, 70, 60, None),
+            read_plan.Range(a, 140, 60, sparse), read_plan.Range(a, 210, 60, dense)]
+    assert [[r.offset for r in p] for p in read_plan.pieces(runs)] == [[0], [70], [140], [210]]

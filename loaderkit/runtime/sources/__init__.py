@@ -1,102 +1,46 @@
-"""Source kinds: one module per way of opening a source, behind one protocol.
+"""Source kinds: one module per way of opening a source, behind one contract.
 
-What varies by kind lives in its `SourceKind` subclass, and every stage asks it:
-how a source opens (and pins its version), which of its settings are secrets,
-whether workers can open it themselves, and how the build's graph names it. A
-worker receives a `SourceSpec` (plain data, secrets as `EnvValue` names) and
-opens the source itself: a `LanceDataset` is never pickled, because it carries
-its resolved storage options, credentials included.
+What varies by kind lives in its `SourceKind` subclass (kind.py), and every stage asks
+it: how a spec is recognised as the kind, how the source opens (and pins its version),
+which of its settings are secrets, whether workers can open it themselves, how it is
+read and how the build's graph names it. A worker receives a `SourceSpec` (plain data,
+secrets as `EnvValue` names) and opens the source itself: a `LanceDataset` is never
+pickled, because it carries its resolved storage options, credentials included.
 
-Each module of this package defines one `SourceKind` subclass with a `name` from
-`vocabulary.SOURCE_KINDS`; defining it registers it (docs/architecture.md). Shared by
-them all: the readers (readers.py), blob and image columns (payloads.py) and the
-engine-error mapping (failures.py).
+The kinds are listed in `KINDS` below (docs/architecture.md). Shared by them all: the
+reader contract (reader.py) and the readers (lance_reader.py, table_reader.py), blob and
+image columns (payloads.py) and the engine-error mapping (failures.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import pkgutil
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from loaderkit.errors import SourceError, UserCodeError
+from loaderkit.runtime.sources import factory, lance_dataset, lancedb_table, live, mixture
 from loaderkit.runtime.sources.failures import describe, source_error, user_code_error
+from loaderkit.runtime.sources.kind import (
+    SourceKind,
+    checkout,
+    is_source_object,
+    storage_options,
+)
 from loaderkit.runtime.spec import SourceSpec
-from loaderkit.vocabulary import EnvValue, Text, resolve_text, resolve_version
+from loaderkit.vocabulary import EnvValue
 
-KINDS: dict[str, type[SourceKind]] = {}
+if TYPE_CHECKING:
+    from loaderkit.runtime.sources.reader import Reader
 
-
-class SourceKind:
-    """How one kind of source opens, pins, keeps its secrets and crosses into workers."""
-
-    name: ClassVar[str]
-    label: ClassVar[str]  # how the build's object graph names it
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        if "name" in cls.__dict__:
-            KINDS[cls.name] = cls
-
-    @staticmethod
-    def open(source: SourceSpec) -> Any:
-        """The source opened in this process, at `source.version` when it is set."""
-        raise NotImplementedError
-
-    @staticmethod
-    def pinned(source: SourceSpec, handle: Any) -> SourceSpec:
-        """`source` pinned to the version `handle` (what opening it gave) is at."""
-        if source.version is not None:
-            return source
-        return dataclasses.replace(source, version=int(handle.version))
-
-    @staticmethod
-    def crosses_to_workers(source: SourceSpec) -> bool:
-        """Whether a worker can open the source itself from its spec."""
-        return True
-
-    @staticmethod
-    def secrets(source: SourceSpec) -> list[tuple[tuple[str, ...], Text]]:
-        """The settings a worker resolves itself, by recipe key, that may hold a secret."""
-        found: list[tuple[tuple[str, ...], Text]] = [(("source", "uri"), source.uri)]
-        found += [(("source", "storage_options", k), v) for k, v in source.storage_options.items()]
-        found += [(("source", key), value) for key in ("table", "version", "region",
-                                                       "host_override")
-                  if isinstance(value := getattr(source, key), EnvValue)]
-        return found
-
-
-def storage_options(source: SourceSpec) -> dict[str, str] | None:
-    """The source's storage options, resolved here, in the process that uses them, and
-    never stored on a spec."""
-    opts = {k: resolve_text(v) for k, v in source.storage_options.items()}
-    return opts or None
+# Every source kind, in the order a spec is matched: its kind is the first whose
+# `matches` accepts it (a mixture before all; a plain uri, a Lance dataset, last).
+KINDS: dict[str, type[SourceKind]] = {kind.name: kind for kind in (
+    mixture.MixtureSourceKind, live.Live, factory.Factory, lancedb_table.LanceDBTable,
+    lance_dataset.LanceDataset)}
 
 
 def kind_of(source: SourceSpec) -> type[SourceKind]:
-    return KINDS[source.kind]
-
-
-def checkout(obj: Any, pin: int | Text | None) -> Any:
-    """`obj` (a LanceDataset or a LanceDB table) at version `pin` (None: as it is)."""
-    import lance
-
-    version = resolve_version(pin)
-    if version is None:
-        return obj
-    if isinstance(obj, lance.LanceDataset):
-        return obj.checkout_version(version)
-    if getattr(obj, "version", None) != version:
-        obj.checkout(version)
-    return obj
-
-
-def is_source_object(obj: Any) -> bool:
-    """Whether `obj` is what a source opens to: a `lance.LanceDataset` or a LanceDB table."""
-    import lance
-
-    return isinstance(obj, lance.LanceDataset) or hasattr(obj, "take_offsets")
+    """The kind of `source`: the first of `KINDS` that matches it."""
+    return next(kind for kind in KINDS.values() if kind.matches(source))
 
 
 def open_source(source: SourceSpec) -> Any:
@@ -141,7 +85,7 @@ def live_source(obj: Any) -> SourceSpec:
     dataset opened with storage options, which may hold credentials) it is `live`:
     read in this process only.
     """
-    from loaderkit.runtime.sources.readers import as_lance_dataset
+    from loaderkit.runtime.sources.lance_reader import as_lance_dataset
 
     if not is_source_object(obj):
         raise SourceError(f"source= takes a LanceDB Table or a lance.LanceDataset, not a "
@@ -155,18 +99,12 @@ def live_source(obj: Any) -> SourceSpec:
                       location=ds.uri if ds is not None else None)
 
 
-def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Any:
-    """Open `source` and wrap it in the fastest reader that reads it (readers.py)."""
-    from loaderkit.runtime.sources.readers import reader_for
-
-    return reader_for(open_source(source), source, reads_in_flight)
+def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Reader:
+    """Open `source` and wrap it in its kind's reader."""
+    return kind_of(source).reader(open_source(source), source, reads_in_flight)
 
 
 __all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "is_source_object",
            "kind_of", "live_source", "open_reader", "open_source", "pin_version", "pinned",
            "storage_options"]
 
-# Each module of this package that defines a source kind registers it when imported.
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("failures", "payloads", "readers"):
-        importlib.import_module(f"{__name__}.{_module.name}")

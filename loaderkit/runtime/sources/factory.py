@@ -14,7 +14,7 @@ from typing import Any
 from loaderkit.connections import calling_factory
 from loaderkit.errors import FactoryError
 from loaderkit.references import call_user, import_attr, returned_wrong
-from loaderkit.runtime.sources import SourceKind, checkout, is_source_object
+from loaderkit.runtime.sources.kind import SourceKind, checkout, is_source_object
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Text, resolve_text
 
@@ -24,6 +24,10 @@ EXPECTED = "a LanceDB Table or a lance.LanceDataset"
 class Factory(SourceKind):
     name = "factory"
     label = "table from a connection factory"
+
+    @staticmethod
+    def matches(source: SourceSpec) -> bool:
+        return source.connection_factory is not None
 
     @staticmethod
     def open(source: SourceSpec) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loaderkit.runtime.sources import SourceKind, storage_options
+from loaderkit.runtime.sources.kind import SourceKind, storage_options
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import resolve_text, resolve_version
 
@@ -12,6 +12,10 @@ from loaderkit.vocabulary import resolve_text, resolve_version
 class LanceDataset(SourceKind):
     name = "lance_dataset"
     label = "Lance dataset"
+
+    @staticmethod
+    def matches(source: SourceSpec) -> bool:
+        return True  # a uri alone names a Lance dataset (the last kind asked)
 
     @staticmethod
     def open(source: SourceSpec) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loaderkit.runtime.sources import SourceKind, checkout, storage_options
+from loaderkit.runtime.sources.kind import SourceKind, checkout, storage_options
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Text, resolve_optional, resolve_text
 
@@ -12,6 +12,10 @@ from loaderkit.vocabulary import Text, resolve_optional, resolve_text
 class LanceDBTable(SourceKind):
     name = "lancedb_table"
     label = "LanceDB table"
+
+    @staticmethod
+    def matches(source: SourceSpec) -> bool:
+        return source.is_lancedb
 
     @staticmethod
     def open(source: SourceSpec) -> Any:

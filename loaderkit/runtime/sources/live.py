@@ -10,14 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from loaderkit.errors import SourceError
-from loaderkit.runtime.sources import SourceKind
 from loaderkit.runtime.sources.failures import describe
+from loaderkit.runtime.sources.kind import SourceKind
 from loaderkit.runtime.spec import SourceSpec
 
 
 class Live(SourceKind):
     name = "live"
     label = "live source (load_recipe(source=...))"
+
+    @staticmethod
+    def matches(source: SourceSpec) -> bool:
+        return source.live
 
     @staticmethod
     def open(source: SourceSpec) -> Any:

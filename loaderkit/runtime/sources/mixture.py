@@ -19,11 +19,26 @@ import pyarrow as pa
 
 from loaderkit.errors import SourceError
 from loaderkit.runtime import rowids
-from loaderkit.runtime.sources import SourceKind, kind_of, open_source
+from loaderkit.runtime.sources.kind import SourceKind
 from loaderkit.runtime.sources.payloads import Payloads
+from loaderkit.runtime.sources.reader import Columns, Reader
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import Mixture, ScanRun, Universe
 from loaderkit.vocabulary import Text, resolve_text
+
+
+# A mixture's sources are opened, pinned and read by their own kinds, from the package
+# that lists them (this one among them): asked when a mixture is, not on import.
+def _kind_of(source: SourceSpec) -> type[SourceKind]:
+    from loaderkit.runtime.sources import kind_of
+
+    return kind_of(source)
+
+
+def _open(source: SourceSpec) -> Any:
+    from loaderkit.runtime.sources import open_source
+
+    return open_source(source)
 
 
 def and_filters(*filters: Text | None) -> str | None:
@@ -45,34 +60,38 @@ class MixtureHandle:
     def version(self) -> int:
         raise SourceError("a mixture has no single version: each of its sources is pinned")
 
-    def reader(self, source: SourceSpec | None = None,
-               reads_in_flight: int | None = None) -> MixtureReader:
-        """`source`: the spec reads are named by (pinned, once planned)."""
-        return MixtureReader(source or self.source, self.handles, reads_in_flight)
-
 
 class MixtureSourceKind(SourceKind):
     name = "mixture"
     label = "mixture of sources"
 
     @staticmethod
+    def matches(source: SourceSpec) -> bool:
+        return bool(source.parts)
+
+    @staticmethod
     def open(source: SourceSpec) -> Any:
-        return MixtureHandle(source, [open_source(part.source) for part in source.parts])
+        return MixtureHandle(source, [_open(part.source) for part in source.parts])
+
+    @staticmethod
+    def reader(handle: Any, source: SourceSpec, reads_in_flight: int | None = None) -> Reader:
+        """`source`: the spec reads are named by (pinned, once planned)."""
+        return MixtureReader(source, handle.handles, reads_in_flight)
 
     @staticmethod
     def pinned(source: SourceSpec, handle: Any) -> SourceSpec:
-        parts = tuple(dataclasses.replace(part, source=kind_of(part.source).pinned(part.source, h))
+        parts = tuple(dataclasses.replace(part, source=_kind_of(part.source).pinned(part.source, h))
                       for part, h in zip(source.parts, handle.handles, strict=True))
         return dataclasses.replace(source, parts=parts)
 
     @staticmethod
     def crosses_to_workers(source: SourceSpec) -> bool:
-        return all(kind_of(p.source).crosses_to_workers(p.source) for p in source.parts)
+        return all(_kind_of(p.source).crosses_to_workers(p.source) for p in source.parts)
 
     @staticmethod
     def secrets(source: SourceSpec) -> list[tuple[tuple[str, ...], Text]]:
         return [(("sources", part.name, *key[1:]), value) for part in source.parts
-                for key, value in [*kind_of(part.source).secrets(part.source),
+                for key, value in [*_kind_of(part.source).secrets(part.source),
                                    (("source", "filter"), part.filter)]
                 if value is not None]
 
@@ -82,11 +101,9 @@ class MixtureReader:
 
     def __init__(self, source: SourceSpec, handles: list[Any],
                  reads_in_flight: int | None = None) -> None:
-        from loaderkit.runtime.sources.readers import reader_for
-
         self.source = source
-        self.readers = [reader_for(h, part.source, reads_in_flight) for h, part in
-                        zip(handles, source.parts, strict=True)]
+        self.readers = [_kind_of(part.source).reader(h, part.source, reads_in_flight)
+                        for h, part in zip(handles, source.parts, strict=True)]
         # Per projection: every task casts its pieces to it, and asking a table costs a read.
         self._schemas: dict[tuple[tuple[str, str], ...] | None, pa.Schema] = {}
 
@@ -104,13 +121,13 @@ class MixtureReader:
                         None, scannable=False, mixture=mixture, split_rows=tuple(counts.items()),
                         parts=parts)
 
-    def schema(self, columns: dict[str, str] | None) -> pa.Schema:
+    def schema(self, columns: Columns) -> pa.Schema:
         key = tuple(columns.items()) if columns is not None else None
         if key not in self._schemas:
             self._schemas[key] = self.readers[0].schema(columns)
         return self._schemas[key]
 
-    def payloads(self, columns: dict[str, str] | None) -> Payloads:
+    def payloads(self, columns: Columns) -> Payloads:
         found = [reader.payloads(columns) for reader in self.readers]
         return next((p for p in found if p), found[0])
 
@@ -119,7 +136,7 @@ class MixtureReader:
         name = self.source.parts[index].name
         return f"source '{name}', {self.readers[index].describe_row(local)}"
 
-    def head(self, columns: dict[str, str] | None, filter: str | None) -> pa.Table:
+    def head(self, columns: Columns, filter: str | None) -> pa.Table:
         return self.readers[0].head(columns, and_filters(filter, self.source.parts[0].filter))
 
     def _by_source(self, ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -130,7 +147,7 @@ class MixtureReader:
             if len(part):
                 yield int(rowids.source_of(part[0])), rowids.local_of(part)
 
-    def take_parts(self, ids: np.ndarray, columns: dict[str, str] | None) -> Iterator[pa.Table]:
+    def take_parts(self, ids: np.ndarray, columns: Columns) -> Iterator[pa.Table]:
         schema = self.schema(columns)
         for index, local in self._by_source(ids):
             reader = self.readers[index]
@@ -140,9 +157,9 @@ class MixtureReader:
                 # Same column types (checked at build); one schema, metadata included.
                 yield pa.Table.from_arrays(piece.columns, schema=schema)
 
-    def take(self, ids: np.ndarray, columns: dict[str, str] | None) -> pa.Table:
+    def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         return pa.concat_tables(list(self.take_parts(ids, columns)))
 
-    def scan(self, run: ScanRun, columns: dict[str, str] | None, filter: str | None,
+    def scan(self, run: ScanRun, columns: Columns, filter: str | None,
              batch_size: int, batch_readahead: int | None) -> Iterator[pa.RecordBatch]:
         raise SourceError("a mixture is read by row ids, never scanned")

@@ -1,0 +1,123 @@
+"""Reading any LanceDB table by row offsets, through its query API: the fallback for
+tables without a Lance dataset behind them (memory:// and remote `db://` tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from loaderkit.errors import SourceError
+from loaderkit.runtime import splits
+from loaderkit.runtime.sources.failures import reading
+from loaderkit.runtime.sources.payloads import Payloads
+from loaderkit.runtime.sources.reader import Columns
+from loaderkit.runtime.spec import SourceSpec, SplitSpec
+from loaderkit.runtime.universe import ScanRun, Universe
+
+
+class TableReader:
+    """Fallback for tables without `to_lance` (memory:// and remote `db://`): offsets via
+    the query API.
+
+    `source` (when given) names the source in the `SourceError` any read raises.
+    """
+
+    def __init__(self, table: Any, source: SourceSpec | None = None) -> None:
+        self.table = table
+        self.source = source
+        self._filtered: dict[str, np.ndarray] = {}
+
+    def payloads(self, columns: Columns) -> Payloads:
+        with reading(self.source):
+            return Payloads.of(self.table.schema, columns)
+
+    def describe_row(self, row_id: int) -> str:
+        return f"row {row_id}"
+
+    def schema(self, columns: Columns) -> pa.Schema:
+        if columns is None:
+            with reading(self.source):
+                return Payloads.of(self.table.schema, None).schema(self.table.schema)
+        return self.take(np.array([0], dtype=np.int64), columns).schema
+
+    def universe(self, filter: str | None, split: SplitSpec | None = None) -> Universe:
+        split_rows: splits.SplitRows = ()
+        if split is None:
+            offsets = self._offsets(filter)
+        else:
+            offsets, split_rows = self._split_offsets(filter, split)
+        if offsets is None:
+            with reading(self.source):
+                n = int(self.table.count_rows())
+        else:
+            n = len(offsets)
+        return Universe(np.zeros(1, dtype=np.int64), np.array([n], dtype=np.int64), offsets,
+                        True, scannable=not splits.chosen(split), split_rows=split_rows)
+
+    def _split_offsets(self, filter: str | None, split: SplitSpec
+                       ) -> tuple[np.ndarray, splits.SplitRows]:
+        """The offsets of the rows `filter` keeps that are in the split read, in table order;
+        and the rows of each split."""
+        with reading(self.source):
+            by = {column: column for column in splits.by_column(split)}
+            query = self.table.search()
+            if filter is not None:
+                query = query.where(filter)
+            found = query.select({"_rowoffset": "_rowoffset", **by}).limit(None).to_arrow()
+        found = found.sort_by("_rowoffset")
+        offsets = found["_rowoffset"].to_numpy().astype(np.int64)
+        keep, counts = splits.select(found[split.by] if by else np.arange(len(offsets)), split)
+        return (offsets if keep is None else offsets[keep]), splits.named(counts, split)
+
+    def _offsets(self, filter: str | None) -> np.ndarray | None:
+        """The offsets of the rows `filter` keeps, in table order (None: every row)."""
+        if filter is None:
+            return None
+        if filter not in self._filtered:
+            with reading(self.source):
+                found = (self.table.search().where(filter)
+                         .select({"_rowoffset": "_rowoffset"}).limit(None).to_arrow())
+            self._filtered[filter] = np.sort(found["_rowoffset"].to_numpy().astype(np.int64))
+        return self._filtered[filter]
+
+    def scan(
+        self,
+        run: ScanRun,
+        columns: Columns,
+        filter: str | None,
+        batch_size: int,
+        batch_readahead: int | None,
+    ) -> Iterator[pa.RecordBatch]:
+        ids = np.arange(run.offset, run.offset + run.limit, dtype=np.int64)
+        offsets = self._offsets(filter)
+        if offsets is not None:  # the run counts the filter's rows, as a scanner's offset does
+            ids = offsets[ids]
+        return iter(self.take(ids, columns).to_batches(max_chunksize=batch_size))
+
+    def head(self, columns: Columns, filter: str | None) -> pa.Table:
+        offsets = self._offsets(filter)
+        first = np.arange(1, dtype=np.int64) if offsets is None else offsets[:1]
+        return self.take(first, columns)
+
+    def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
+        with reading(self.source):
+            return self._take(ids, columns)
+
+    def _take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
+        query = self.table.take_offsets([int(i) for i in ids])
+        names = list(columns) if columns is not None else list(self.table.schema.names)
+        selection: Any = dict(columns) if columns is not None else names
+        if isinstance(selection, dict):
+            selection["_rowoffset"] = "_rowoffset"
+        else:
+            selection = [*selection, "_rowoffset"]
+        # take_offsets promises no order: sort by offset to match the sorted ids.
+        tbl = query.select(selection).to_arrow().sort_by("_rowoffset")
+        payloads = Payloads.of(self.table.schema, columns)
+        if payloads.blobs:
+            raise SourceError(f"blob columns ({', '.join(payloads.blobs)}) are read through "
+                              "Lance's blob API, which this table does not offer")
+        return payloads.deliver(None, tbl, ids, names) if payloads else tbl.select(names)
