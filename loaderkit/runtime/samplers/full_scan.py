@@ -3,7 +3,7 @@ the last whole step split over the ranks by default: samplers/dealing.py)."""
 
 from __future__ import annotations
 
-from loaderkit.runtime.samplers import ScanGlobalSampler
+from loaderkit.runtime.samplers.base import ScanGlobalSampler
 
 
 class FullScan(ScanGlobalSampler):

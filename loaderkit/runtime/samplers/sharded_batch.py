@@ -7,7 +7,7 @@ lance.sampler.ShardedBatchSampler users know.
 
 from __future__ import annotations
 
-from loaderkit.runtime.samplers import ScanGlobalSampler
+from loaderkit.runtime.samplers.base import ScanGlobalSampler
 
 
 class ShardedBatch(ScanGlobalSampler):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from loaderkit.errors import SamplerError
-from loaderkit.runtime.samplers import RankSampler, dealing
+from loaderkit.runtime.samplers import dealing
+from loaderkit.runtime.samplers.base import RankSampler
 from loaderkit.runtime.samplers.dealing import Deal
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loaderkit.runtime.samplers import GlobalSampler
+from loaderkit.runtime.samplers.base import GlobalSampler
 from loaderkit.runtime.samplers.ordering import FIRST_CHUNK_ROWS, ChunkGrid, Ranges
 from loaderkit.runtime.samplers.permutation import Permutation
 from loaderkit.runtime.spec import SamplerSpec
