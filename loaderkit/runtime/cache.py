@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +21,7 @@ from loaderkit.errors import CacheBudgetError
 from loaderkit.runtime.chunks import Chunk, HeldChunk, fill
 from loaderkit.runtime.formats import ARROW, BatchFormat
 from loaderkit.runtime.gathering import empty_rows, gather, take_into
+from loaderkit.runtime.sources.reader import Columns, Reader
 from loaderkit.runtime.universe import ScanRun
 
 # Used when SamplerSpec.cache_mb is None: a cap, so a typo'd recipe cannot eat the host.
@@ -77,7 +77,7 @@ class ShuffleCache:
         self._helper: ThreadPoolExecutor | None = None
 
     @classmethod
-    def load(cls, reader: Any, rows: CacheRows, columns: dict[str, str] | None,
+    def load(cls, reader: Reader, rows: CacheRows, columns: Columns,
              filter: str | None, fmt: BatchFormat, cache_mb: int | None) -> ShuffleCache:
         """The universe's rows, in position order: `rows` are its scanner runs, or (where
         a scanner would not read exactly them: a split, a mixture) its row ids."""
@@ -108,12 +108,11 @@ class ShuffleCache:
                                                                                  schema=schema))
 
     @classmethod
-    def _by_ids(cls, reader: Any, ids: np.ndarray, columns: dict[str, str] | None,
+    def _by_ids(cls, reader: Reader, ids: np.ndarray, columns: Columns,
                 fmt: BatchFormat, budget: int, cache_mb: int | None) -> ShuffleCache:
         uniq, inverse = np.unique(ids, return_inverse=True)
         parts, held = [], 0
-        for part in reader.take_parts(uniq, columns) if hasattr(reader, "take_parts") else \
-                [reader.take(uniq, columns)]:
+        for part in reader.take_parts(uniq, columns):
             held += part.nbytes
             if held > budget:
                 raise over_budget(cache_mb)

@@ -23,6 +23,7 @@ from loaderkit.runtime.decoding import decode_batch, in_batch
 from loaderkit.runtime.formats import ARROW, BatchFormat, batch_format
 from loaderkit.runtime.sources import open_reader
 from loaderkit.runtime.sources.failures import redacted_warnings, redactor, user_code_error
+from loaderkit.runtime.sources.reader import Reader
 from loaderkit.runtime.spec import ReadSpec
 from loaderkit.runtime.tasks import CacheTask, StandbyTask, TakeTask, Task
 from loaderkit.runtime.universe import ScanRun
@@ -47,7 +48,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         self.batch_size = batch_size
         self.cache_rows = cache_rows
         self.cache_mb = cache_mb
-        self._reader: Any = None
+        self._reader: Reader | None = None
         self._transform: Callable[[Any], Any] | None = None
         self._cache: ShuffleCache | None = None
         self._redact: Redactor | None = None  # built in each process, from its environment
@@ -62,12 +63,12 @@ class ChunkDataset(torch.utils.data.Dataset):
         return state
 
     @property
-    def reader(self) -> Any:
+    def reader(self) -> Reader:
         if self._reader is None:
             self._reader = open_reader(self.read.source, self.read.reads_in_flight)
         return self._reader
 
-    def use_reader(self, reader: Any) -> None:
+    def use_reader(self, reader: Reader) -> None:
         """Reuse the main process's open source for in-process reading."""
         self._reader = reader
 
@@ -191,11 +192,10 @@ class ChunkDataset(torch.utils.data.Dataset):
         order = None
         if len(uniq) != len(ids) or np.any(ids[1:] < ids[:-1]):
             order = inverse.astype(np.int64, copy=False)
-        take_parts = getattr(self.reader, "take_parts", None)
-        if fmt.from_columns is not None and take_parts is not None:
+        if fmt.from_columns is not None:
             # Each piece (a range read) is converted and copied into one buffer per
             # column as it arrives: one chunk-sized buffer, never two.
-            filled = fill(take_parts(uniq, self.read.engine_columns), len(uniq), fmt)
+            filled = fill(self.reader.take_parts(uniq, self.read.engine_columns), len(uniq), fmt)
             if filled is not None:
                 return HeldChunk(fmt.from_columns(filled), fmt, self.batch_size, order)
         data = one_batch(self.reader.take(uniq, self.read.engine_columns).to_batches())

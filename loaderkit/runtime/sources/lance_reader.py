@@ -21,7 +21,7 @@ from loaderkit.runtime.sources.data_files import FileRows
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
 from loaderkit.runtime.sources.read_plan import Range, pieces, ranges
-from loaderkit.runtime.sources.reader import Columns
+from loaderkit.runtime.sources.reader import Columns, asks
 from loaderkit.runtime.sources.rowset import lance_universe
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import ScanRun, Universe
@@ -117,6 +117,9 @@ class LanceReader:
             return pa.Table.from_batches([self._with_payloads(payloads, scanned, None,
                                                               columns)])
 
+    def checks(self) -> LanceChecks:
+        return LanceChecks(self)
+
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         return pa.concat_tables(list(self.take_parts(ids, columns)))
 
@@ -187,6 +190,28 @@ class LanceReader:
         if key not in files:
             files[key] = FileRows.open(self.ds, frag, columns, self.source)
         return files[key]
+
+
+class LanceChecks:
+    """Bind's questions to a Lance dataset, asked of its scanner (which checks a projection
+    and a filter lazily: asking for the schema is what raises)."""
+
+    parses_filters = True
+
+    def __init__(self, reader: LanceReader) -> None:
+        self.reader, self.ds = reader, reader.ds
+        self.schema: pa.Schema | None = reader.ds.schema
+
+    def column_problem(self, name: str, expression: str) -> str | None:
+        return asks(lambda: self.ds.scanner(columns={name: expression}, limit=0)
+                    .projected_schema)
+
+    def filter_problem(self, text: str) -> str | None:
+        return asks(lambda: self.ds.scanner(columns=[], filter=text, limit=0, with_row_id=True)
+                    .projected_schema)
+
+    def delivered(self, columns: Columns) -> pa.Schema | None:
+        return self.reader.schema(columns)
 
 
 def as_lance_dataset(obj: Any) -> lance.LanceDataset | None:

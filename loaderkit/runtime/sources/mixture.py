@@ -21,7 +21,7 @@ from loaderkit.errors import SourceError
 from loaderkit.runtime import rowids
 from loaderkit.runtime.sources.kind import SourceKind
 from loaderkit.runtime.sources.payloads import Payloads
-from loaderkit.runtime.sources.reader import Columns, Reader
+from loaderkit.runtime.sources.reader import Columns, Reader, SourceChecks
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import Mixture, ScanRun, Universe
 from loaderkit.vocabulary import Text, resolve_text
@@ -150,12 +150,13 @@ class MixtureReader:
     def take_parts(self, ids: np.ndarray, columns: Columns) -> Iterator[pa.Table]:
         schema = self.schema(columns)
         for index, local in self._by_source(ids):
-            reader = self.readers[index]
-            pieces = reader.take_parts(local, columns) if hasattr(reader, "take_parts") \
-                else iter([reader.take(local, columns)])
-            for piece in pieces:
+            for piece in self.readers[index].take_parts(local, columns):
                 # Same column types (checked at build); one schema, metadata included.
                 yield pa.Table.from_arrays(piece.columns, schema=schema)
+
+    def checks(self) -> SourceChecks:
+        """The first source's checks (bind checks each source of a mixture on its own)."""
+        return self.readers[0].checks()
 
     def take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         return pa.concat_tables(list(self.take_parts(ids, columns)))

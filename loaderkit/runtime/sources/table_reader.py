@@ -13,7 +13,7 @@ from loaderkit.errors import SourceError
 from loaderkit.runtime import splits
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import Payloads
-from loaderkit.runtime.sources.reader import Columns
+from loaderkit.runtime.sources.reader import Columns, SchemaChecks, SourceChecks, asks
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import ScanRun, Universe
 
@@ -106,6 +106,19 @@ class TableReader:
         with reading(self.source):
             return self._take(ids, columns)
 
+    def take_parts(self, ids: np.ndarray, columns: Columns) -> Iterator[pa.Table]:
+        """`take`, in one piece: the query API reads the rows at once."""
+        yield self.take(ids, columns)
+
+    def checks(self) -> SourceChecks:
+        try:
+            schema = self.table.schema
+        except Exception:  # a remote table out of reach, an object of the user's: the reads
+            schema = None  # will tell, at the source, as they always did
+        if type(self.table).__module__.startswith("lancedb.remote"):
+            return SchemaChecks(schema)
+        return TableChecks(self.table, schema)
+
     def _take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         query = self.table.take_offsets([int(i) for i in ids])
         names = list(columns) if columns is not None else list(self.table.schema.names)
@@ -121,3 +134,35 @@ class TableReader:
             raise SourceError(f"blob columns ({', '.join(payloads.blobs)}) are read through "
                               "Lance's blob API, which this table does not offer")
         return payloads.deliver(None, tbl, ids, names) if payloads else tbl.select(names)
+
+
+# Why a filter cannot run on a table without the query API (an object of the user's that
+# only takes offsets): `TableReader` selects a filter's rows through `search().where()`.
+NO_QUERY_API = ("this table has no query API (`search`), which a filter runs through; "
+                "filter the rows in a transform instead")
+
+
+class TableChecks:
+    """Bind's questions to a table read here by offsets, asked the way it is read: a
+    projection of `take_offsets` (which reads no row for no offsets), a filter of
+    `search().where()`."""
+
+    def __init__(self, table: Any, schema: pa.Schema | None) -> None:
+        self.table, self.schema = table, schema
+        self.parses_filters = hasattr(table, "search")
+
+    def column_problem(self, name: str, expression: str) -> str | None:
+        return asks(lambda: self.table.take_offsets([]).select({name: expression})
+                    .output_schema())
+
+    def filter_problem(self, text: str) -> str | None:
+        if not self.parses_filters:
+            return NO_QUERY_API
+        return asks(lambda: self.table.search().where(text).limit(0).output_schema())
+
+    def delivered(self, columns: Columns) -> pa.Schema | None:
+        if self.schema is None:
+            return None
+        projected = self.schema if columns is None else \
+            self.table.take_offsets([]).select(dict(columns)).output_schema()
+        return Payloads.of(self.schema, columns).schema(projected)
