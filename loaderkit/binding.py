@@ -28,6 +28,7 @@ from loaderkit.errors import (
 from loaderkit.planning import Plan, shown
 from loaderkit.references import USER_FAILURES, import_reference, user_frames, why_not_imported
 from loaderkit.rules import rule
+from loaderkit.runtime.sources.reader import SourceChecks
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import RANDOM_SPLIT, EnvValue, Text, resolve_text
 
@@ -43,7 +44,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
     if problems:
         return plan, problems  # a factory that does not import cannot open the source
     source = plan.read.source
-    checked: list[tuple[Prefix, Any, Text | None]] = []  # (recipe key, handle, own filter)
+    checked: list[tuple[Prefix, SourceChecks, Text | None]] = []  # (key, checks, own filter)
     schemas: list[tuple[Prefix, pa.Schema | None]] = []
     if source.parts:
         parts = []
@@ -54,7 +55,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             parts.append(replace(part, source=pinned))
             if opened is not None:
                 plan.node(*prefix).settings["version"] = shown(pinned.version, ())
-                checked.append((prefix, opened, part.filter))
+                checked.append((prefix, _checks(pinned, opened), part.filter))
         if has_errors(problems):
             return plan, problems
         plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))
@@ -65,9 +66,9 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
                 return plan, found
             plan = replace(plan, read=replace(plan.read, source=pinned))
         plan.node("source").settings["version"] = shown(plan.read.source.version, ())
-        checked.append((("source",), handle, None))
-    for prefix, opened, own_filter in checked:
-        found, schema = _check_data(plan, _Engine(opened), prefix, own_filter)
+        checked.append((("source",), _checks(plan.read.source, handle), None))
+    for prefix, checks, own_filter in checked:
+        found, schema = _check_data(plan, checks, prefix, own_filter)
         problems += found
         schemas.append((prefix, schema))
     if not has_errors(problems):
@@ -255,127 +256,76 @@ def _column_path(plan: Plan, name: str) -> tuple[str | int, ...]:
     return ("format",) if "format" in plan.document.data else ("source", "uri")
 
 
-class _Engine:
-    """A source as bind asks about it, one way for every kind: a Lance dataset (a LanceDB
-    table on disk has one behind it), a local LanceDB table known only by its query API (a
-    live memory:// one), or anything else (a remote table, a factory's own object), of
-    which only the schema is asked: a remote server's refusal of a query loaderkit made
-    up would say nothing about the recipe. Each question returns the refusal, or None."""
+def _checks(source: SourceSpec, handle: Any) -> SourceChecks:
+    """Bind's questions to `source` (open as `handle`), asked through its kind's reader."""
+    from loaderkit.runtime.sources import kind_of
 
-    def __init__(self, handle: Any) -> None:
-        from lancedb.table import LanceTable
+    return kind_of(source).reader(handle, source).checks()
 
-        from loaderkit import runtime
 
-        self.dataset = runtime.as_lance_dataset(handle)
-        local_table = self.dataset is None and isinstance(handle, LanceTable)
-        self.table = handle if local_table else None
-        try:
-            self.schema: pa.Schema | None = (handle if self.dataset is None
-                                             else self.dataset).schema
-        except Exception:  # a remote table out of reach, an object of the user's: the reads
-            self.schema = None  # will tell, at the source, as they always did
-        self.names: list[str] = list(self.schema.names) if self.schema is not None else []
-
-    def _asks(self, query: Any) -> str | None:
-        try:
-            query()
-        except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
-            return engine_message(exc).removeprefix("Invalid input, ")
+def _unread(checks: SourceChecks, text: str) -> int | None:
+    """Where the engine stops reading filter `text` (an offset into it), or None when it
+    reads all of it. It parses a filter as one statement's WHERE clause and keeps the
+    first complete expression: what follows is ignored, silently. So ask it about the
+    filter with a condition on an unknown column appended: only a filter read to its end
+    makes it reach that name and refuse it."""
+    if not checks.parses_filters:
+        return None
+    names = checks.schema.names if checks.schema is not None else []
+    sentinel = _SENTINEL
+    while sentinel in names:
+        sentinel += "_"
+    code = [t for t in sql.tokens(text) if not t.is_comment]
+    while code and code[-1].text == ";":  # a trailing ';' ends the statement, no more
+        code.pop()
+    if not code:
         return None
 
-    def projection_problem(self, name: str, expression: str) -> str | None:
-        """Why `expression` cannot be read as output column `name`."""
-        if self.dataset is not None:
-            # Lance checks a projection lazily: asking for the schema is what raises.
-            ds = self.dataset
-            return self._asks(lambda: ds.scanner(columns={name: expression},
-                                                 limit=0).projected_schema)
-        if self.table is not None:
-            table = self.table
-            return self._asks(lambda: table.search().select({name: expression}).limit(0)
-                              .output_schema())
-        if self.schema is not None and _PLAIN_NAME.fullmatch(expression) \
-                and expression not in self.names:
-            return "the dataset has no such column"
-        return None
+    def refusal(end: int) -> str | None:
+        return checks.filter_problem(f"{text[:end]}\n AND {sentinel}")
 
-    def filter_problem(self, text: str) -> str | None:
-        """Why the engine refuses filter `text`."""
-        if self.dataset is not None:
-            ds = self.dataset
-            return self._asks(lambda: ds.scanner(columns=[], filter=text, limit=0,
-                                                 with_row_id=True).projected_schema)
-        if self.table is not None:
-            table = self.table
-            return self._asks(lambda: table.search().where(text).limit(0).output_schema())
-        return None
-
-    def unread(self, text: str) -> int | None:
-        """Where the engine stops reading filter `text` (an offset into it), or None when it
-        reads all of it. It parses a filter as one statement's WHERE clause and keeps the
-        first complete expression: what follows is ignored, silently. So ask it about the
-        filter with a condition on an unknown column appended: only a filter read to its end
-        makes it reach that name and refuse it."""
-        if self.dataset is None and self.table is None:
-            return None
-        sentinel = _SENTINEL
-        while sentinel in self.names:
-            sentinel += "_"
-        code = [t for t in sql.tokens(text) if not t.is_comment]
-        while code and code[-1].text == ";":  # a trailing ';' ends the statement, no more
-            code.pop()
-        if not code:
-            return None
-
-        def refusal(end: int) -> str | None:
-            return self.filter_problem(f"{text[:end]}\n AND {sentinel}")
-
-        if refusal(code[-1].end) is not None:
-            return None  # read to its end (any refusal: it got that far, conservatively)
-        # The parser stops at the same token for every longer prefix: the last prefix read
-        # to its end is what runs, and the token after it is where the rest begins.
-        for before, after in reversed(list(itertools.pairwise(code))[-_CUTS:]):
-            if sentinel in (refusal(before.end) or ""):
-                return after.start
-        return code[0].start
-
-    def delivered(self, columns: dict[str, str] | None) -> pa.Schema | None:
-        """The schema the recipe's columns are delivered with (blob and image columns as
-        bytes); None where no engine can say."""
-        from loaderkit.runtime.sources.lance_reader import LanceReader
-        from loaderkit.runtime.sources.payloads import Payloads
-
-        if self.dataset is not None:
-            return LanceReader(self.dataset).schema(columns)
-        if self.table is None or self.schema is None:
-            return None
-        projected = self.schema if columns is None else \
-            self.table.search().select(dict(columns)).limit(0).output_schema()
-        return Payloads.of(self.schema, columns).schema(projected)
+    if refusal(code[-1].end) is not None:
+        return None  # read to its end (any refusal: it got that far, conservatively)
+    # The parser stops at the same token for every longer prefix: the last prefix read
+    # to its end is what runs, and the token after it is where the rest begins.
+    for before, after in reversed(list(itertools.pairwise(code))[-_CUTS:]):
+        if sentinel in (refusal(before.end) or ""):
+            return after.start
+    return code[0].start
 
 
-# The column a filter's read-to-the-end question names (`_Engine.unread`), and how many
+# The column a filter's read-to-the-end question names (`_unread`), and how many
 # places it looks for the end of what the engine reads, from the filter's end back.
 _SENTINEL = "loaderkit_end_of_filter"
 _CUTS = 64
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: Text | None
+def _check_data(plan: Plan, checks: SourceChecks, prefix: Prefix, own_filter: Text | None
                 ) -> tuple[list[Diagnostic], pa.Schema | None]:
     """One source's columns, filters, split column and types against its data; and the
     schema it delivers (None when a problem prevents reading it)."""
-    from loaderkit.runtime.formats import unsupported_columns
+    where_source = f" in source '{prefix[1]}'" if prefix[0] == "sources" else ""
+    names = list(checks.schema.names) if checks.schema is not None else []
+    problems = _column_problems(plan, checks, prefix, names, where_source)
+    for value, key in ((plan.read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
+        if value is not None:
+            problems += _filter_problems(plan, checks, value, key, names, where_source)
+    problems += _split_problems(plan, checks, names, where_source)
+    if problems:
+        return problems, None
+    schema = checks.delivered(plan.read.engine_columns)
+    if schema is None:  # an object with no engine to ask: its own reads will tell
+        return problems, None
+    return _delivered_problems(plan, schema, where_source), schema
 
-    read = plan.read
-    mixed = prefix[0] == "sources"
-    where_source = f" in source '{prefix[1]}'" if mixed else ""
+
+def _column_problems(plan: Plan, checks: SourceChecks, prefix: Prefix, names: list[str],
+                     where_source: str) -> list[Diagnostic]:
+    """LK402 for each output column the source cannot read."""
     problems = []
-    names = engine.names
-    for name, expression in (read.columns or {}).items():
-        reason = _placeholder(resolve_text(expression)) or \
-            engine.projection_problem(name, resolve_text(expression))
+    for name, expression in (plan.read.columns or {}).items():
+        text = resolve_text(expression)
+        reason = _placeholder(text) or checks.column_problem(name, text)
         if reason is None:
             continue
         if isinstance(expression, EnvValue):
@@ -384,36 +334,45 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: Text | 
                                                   where_source))
         else:
             problems.append(_unknown_column(plan, prefix, name, expression, reason, names))
-    for value, key in ((read.filter, ("filter",)), (own_filter, (*prefix, "filter"))):
-        if value is None:
-            continue
-        text = resolve_text(value)
-        reason = _placeholder(text) or engine.filter_problem(text)
-        if reason is not None and isinstance(value, EnvValue):
-            problems.append(_unreadable_reference(plan, key, "filter", value, reason, names,
-                                                  where_source))
-            continue
-        if reason is not None:
-            problems.append(_invalid_filter(plan, text, reason, names, key, where_source))
-            continue
-        cut = engine.unread(text)
-        if cut is not None:  # the same for every source: the recipe's filter is said once
-            problems.append(_partial_filter(plan, text, cut, key,
-                                            where_source if key != ("filter",) else ""))
-    split = read.split
-    if split is not None and split.by != RANDOM_SPLIT and engine.schema is not None \
-            and split.by not in names:
-        close = difflib.get_close_matches(split.by, names, n=1)
-        problems.append(rule("LK402").at(plan.locate("splits", "by"),
-                                         f"split column '{split.by}' is not a column"
-                                         f"{where_source}",
-                                         f"did you mean '{close[0]}'?" if close else
-                                         "splits.by names a column, or is `random`"))
-    if problems:
-        return problems, None
-    schema = engine.delivered(read.engine_columns)
-    if schema is None:  # an object with no engine to ask: its own reads will tell
-        return problems, None
+    return problems
+
+
+def _filter_problems(plan: Plan, checks: SourceChecks, value: Text, key: tuple[str, ...],
+                     names: list[str], where_source: str) -> list[Diagnostic]:
+    """LK403 for a filter (the recipe's, or a mixture source's own, at `key`) the source
+    refuses, or would read only the first part of."""
+    text = resolve_text(value)
+    reason = _placeholder(text) or checks.filter_problem(text)
+    if reason is not None and isinstance(value, EnvValue):
+        return [_unreadable_reference(plan, key, "filter", value, reason, names, where_source)]
+    if reason is not None:
+        return [_invalid_filter(plan, text, reason, names, key, where_source)]
+    cut = _unread(checks, text)
+    if cut is None:
+        return []
+    # The same for every source: the recipe's filter is said once.
+    return [_partial_filter(plan, text, cut, key, where_source if key != ("filter",) else "")]
+
+
+def _split_problems(plan: Plan, checks: SourceChecks, names: list[str],
+                    where_source: str) -> list[Diagnostic]:
+    """LK402 for a split column the source does not have."""
+    split = plan.read.split
+    if split is None or split.by == RANDOM_SPLIT or checks.schema is None or split.by in names:
+        return []
+    close = difflib.get_close_matches(split.by, names, n=1)
+    return [rule("LK402").at(plan.locate("splits", "by"),
+                             f"split column '{split.by}' is not a column{where_source}",
+                             f"did you mean '{close[0]}'?" if close else
+                             "splits.by names a column, or is `random`")]
+
+
+def _delivered_problems(plan: Plan, schema: pa.Schema, where_source: str) -> list[Diagnostic]:
+    """LK412 for a decoded column that holds no bytes, LK404 for a column the format
+    cannot hold."""
+    from loaderkit.runtime.formats import unsupported_columns
+
+    read, problems = plan.read, []
     for spec in read.decode:
         if spec.column in schema.names:
             kind = schema.field(spec.column).type
@@ -429,7 +388,7 @@ def _check_data(plan: Plan, engine: _Engine, prefix: Prefix, own_filter: Text | 
             f"format '{read.format}' cannot hold column '{column}': {reason}",
             "drop the column, or choose a format that holds it (arrow, numpy, pandas, polars, "
             "python, python_col), or convert it in a transform with format: arrow"))
-    return problems, schema
+    return problems
 
 
 _PLACEHOLDER = "'$' starts a query parameter, which nothing binds in a recipe"
