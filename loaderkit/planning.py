@@ -8,6 +8,7 @@ Nothing here opens data or imports torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
 from loaderkit.runtime import storage
-from loaderkit.runtime.sources import kind_of
+from loaderkit.runtime.sources import kind_of, source_keys
 from loaderkit.runtime.spec import (
     DecodeSpec,
     LoaderSpec,
@@ -115,14 +116,20 @@ def distributed_topology() -> tuple[int, int] | None:
     return None
 
 
+# How each kind of `source` key is carried onto the spec (sources/kind.py: RecipeKey).
+_CARRY: dict[str, Callable[[Any], Any]] = {
+    "text": lambda value: None if value is None else _text(value),
+    "reference": lambda value: _reference(value),
+    "options": lambda value: {k: _text(v) for k, v in value.items()},
+    "plain": lambda value: value,
+}
+
+
 def source_spec(src: Source) -> SourceSpec:
-    """A recipe's `source` section as the runtime's spec (secrets stay references)."""
-    return SourceSpec(
-        uri=_text(src.uri), table=_reference(src.table), version=_reference(src.version),
-        storage_options={k: _text(v) for k, v in src.storage_options.items()},
-        api_key=_text(src.api_key) if src.api_key is not None else None,
-        region=_reference(src.region), host_override=_reference(src.host_override),
-        connection_factory=src.connection_factory)
+    """A recipe's `source` section as the runtime's spec (secrets stay references): every
+    key the source kinds declare, so that a kind's new key needs no edit here."""
+    return SourceSpec(**{key: _CARRY[how](getattr(src, key))
+                         for key, how in source_keys().items()})
 
 
 def _uris(source: SourceSpec) -> list[str]:

@@ -20,6 +20,8 @@ from loaderkit.errors import SourceError, UserCodeError
 from loaderkit.runtime.sources import factory, lance_dataset, lancedb_table, live, mixture
 from loaderkit.runtime.sources.failures import describe, source_error, user_code_error
 from loaderkit.runtime.sources.kind import (
+    SHARED_KEYS,
+    RecipeKey,
     SourceKind,
     checkout,
     is_source_object,
@@ -36,6 +38,17 @@ if TYPE_CHECKING:
 KINDS: dict[str, type[SourceKind]] = {kind.name: kind for kind in (
     mixture.MixtureSourceKind, live.Live, factory.Factory, lancedb_table.LanceDBTable,
     lance_dataset.LanceDataset)}
+
+
+def source_keys() -> dict[str, RecipeKey]:
+    """Every `source` key a recipe may write, of every kind, with how it is carried onto
+    the spec (a key two kinds share is carried the same way)."""
+    keys = dict(SHARED_KEYS)
+    for kind in KINDS.values():
+        for key, how in kind.recipe_keys.items():
+            if keys.setdefault(key, how) != how:
+                raise TypeError(f"source kinds disagree on how to carry '{key}'")
+    return keys
 
 
 def kind_of(source: SourceSpec) -> type[SourceKind]:
@@ -106,5 +119,5 @@ def open_reader(source: SourceSpec, reads_in_flight: int | None = None) -> Reade
 
 __all__ = ["KINDS", "EnvValue", "SourceKind", "checkout", "describe", "is_source_object",
            "kind_of", "live_source", "open_reader", "open_source", "pin_version", "pinned",
-           "storage_options"]
+           "source_keys", "storage_options"]
 

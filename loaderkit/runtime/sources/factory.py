@@ -9,12 +9,12 @@ recipe's source section, so a factory can open what the recipe names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from loaderkit.connections import calling_factory
 from loaderkit.errors import FactoryError
 from loaderkit.references import call_user, import_attr, returned_wrong
-from loaderkit.runtime.sources.kind import SourceKind, checkout, is_source_object
+from loaderkit.runtime.sources.kind import RecipeKey, SourceKind, checkout, is_source_object
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Text, resolve_text
 
@@ -24,6 +24,8 @@ EXPECTED = "a LanceDB Table or a lance.LanceDataset"
 class Factory(SourceKind):
     name = "factory"
     label = "table from a connection factory"
+    recipe_keys: ClassVar[dict[str, RecipeKey]] = {
+        "connection_factory": "plain", "table": "reference", "api_key": "text"}
 
     @staticmethod
     def matches(source: SourceSpec) -> bool:

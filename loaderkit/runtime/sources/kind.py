@@ -9,7 +9,7 @@ in `lint`'s import-light process; the readers are imported when a source is read
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from loaderkit.errors import SourceError
 from loaderkit.runtime.spec import SourceSpec
@@ -19,11 +19,23 @@ if TYPE_CHECKING:
     from loaderkit.runtime.sources.reader import Reader
 
 
+# How the planner carries a `source` key's value onto the `SourceSpec` field of the same
+# name (planning.source_spec): `${env:}` kept as a reference ("text": as text; "reference":
+# other values as they are), each value of a mapping as text ("options"), or as it is.
+RecipeKey = Literal["text", "reference", "options", "plain"]
+
+# The `source` keys of every kind.
+SHARED_KEYS: dict[str, RecipeKey] = {"uri": "text", "version": "reference",
+                                     "storage_options": "options"}
+
+
 class SourceKind:
     """How one kind of source opens, pins, keeps its secrets and crosses into workers."""
 
     name: ClassVar[str]
     label: ClassVar[str]  # how the build's object graph names it
+    # The `source` keys the kind adds to SHARED_KEYS (models.py defines them for the schema).
+    recipe_keys: ClassVar[dict[str, RecipeKey]] = {}
 
     @staticmethod
     def matches(source: SourceSpec) -> bool:

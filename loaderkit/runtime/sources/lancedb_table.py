@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from loaderkit.runtime.sources.kind import SourceKind, checkout, storage_options
+from loaderkit.runtime.sources.kind import RecipeKey, SourceKind, checkout, storage_options
 from loaderkit.runtime.spec import SourceSpec
 from loaderkit.vocabulary import Text, resolve_optional, resolve_text
 
@@ -12,6 +12,9 @@ from loaderkit.vocabulary import Text, resolve_optional, resolve_text
 class LanceDBTable(SourceKind):
     name = "lancedb_table"
     label = "LanceDB table"
+    recipe_keys: ClassVar[dict[str, RecipeKey]] = {
+        "table": "reference", "api_key": "text", "region": "reference",
+        "host_override": "reference"}
 
     @staticmethod
     def matches(source: SourceSpec) -> bool:
