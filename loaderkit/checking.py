@@ -11,20 +11,15 @@ object there.
 
 from __future__ import annotations
 
-import ast
 import atexit
 import inspect
 import multiprocessing
 import pickle
-import sys
 import threading
 import time
 import weakref
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from loaderkit.binding import references
@@ -33,139 +28,11 @@ from loaderkit.planning import Plan
 from loaderkit.references import USER_FAILURES, import_reference
 from loaderkit.rules import rule
 from loaderkit.runtime.workers import sigint_blocked
+from loaderkit.safety_report import Crossing, SafetyReport
 from loaderkit.vocabulary import EnvValue, Redactor
 
 LARGE_PAYLOAD = 8 << 20
 PROBE_TIMEOUT = 120.0
-
-
-@dataclass
-class Crossing:
-    """One object that each worker receives, and what became of it."""
-
-    what: str
-    recipe_key: str
-    size: int | None = None
-    result: str = "ok"
-
-
-@dataclass
-class SafetyReport:
-    context: str | None
-    num_workers: int
-    crossings: list[Crossing] = field(default_factory=list)
-    checks: list[tuple[str, str]] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    # The spawn probe when it runs in the background: fails with its RecipeError.
-    pending_probe: Future[None] | None = None
-    # Rows per task (what a worker reads and processes at once), and whether that is one
-    # batch (decoding or a transform shared evenly by the workers) or a chunk.
-    task_rows: int | None = None
-    per_batch: bool = False
-
-    @property
-    def payload_bytes(self) -> int:
-        return sum(c.size or 0 for c in self.crossings)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"multiprocessing_context": self.context, "num_workers": self.num_workers,
-                "payload_bytes_per_worker": self.payload_bytes, "task_rows": self.task_rows,
-                "task_is_one_batch": self.per_batch,
-                "crossings": [vars(c) for c in self.crossings],
-                "checks": [{"check": name, "result": result} for name, result in self.checks]}
-
-    def __str__(self) -> str:
-        if self.num_workers == 0:
-            head = "safety: no worker processes; nothing is pickled"
-        else:
-            head = (f"safety: {self.num_workers} {self.context} workers, each receives "
-                    f"{self.payload_bytes:,} bytes")
-        lines = [head]
-        if self.num_workers and self.task_rows is not None:
-            unit = (f"one batch ({self.task_rows:,} rows), so the workers share the work "
-                    "evenly and each holds only what it prefetches") if self.per_batch else \
-                f"a chunk of up to {self.task_rows:,} rows"
-            lines.append(f"  each task: {unit}")
-        lines += [f"  crosses: {c.what} (from `{c.recipe_key}`), "
-                  f"{'?' if c.size is None else f'{c.size:,} bytes'}: {c.result}"
-                  for c in self.crossings]
-        lines += [f"  check: {name}: {result}" for name, result in self.checks]
-        return "\n".join(lines)
-
-
-def bootstrapping_script() -> str | None:
-    """The script being re-run by a spawn worker's bootstrap, if that is happening now."""
-    if not getattr(multiprocessing.current_process(), "_inheriting", False):
-        return None
-    main = sys.modules.get("__mp_main__") or sys.modules.get("__main__")
-    return getattr(main, "__file__", None) or "your script"
-
-
-def guard_message(script: str) -> str:
-    """The one message a script without a `__main__` guard gets, in the parent or a child."""
-    return (f"loaderkit: {script} starts DataLoader workers from its top level, and every "
-            "spawn worker re-runs that top level (so each worker would start workers of its "
-            "own). Put the training code under a main guard:\n\n"
-            "    if __name__ == \"__main__\":\n        main()\n")
-
-
-def refuse_if_bootstrapping() -> None:
-    """Stop a script that lacks the `__main__` guard with one clear message, not a wall."""
-    script = bootstrapping_script()
-    if script is None:
-        return
-    raise SystemExit(guard_message(script))
-
-
-def _is_main_test(test: ast.expr) -> bool:
-    """`__name__ == "__main__"` in any spelling (either side, inside `and`/`or`)."""
-    names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
-    strings = {n.value for n in ast.walk(test) if isinstance(n, ast.Constant)}
-    return "__name__" in names and "__main__" in strings
-
-
-def _rerun_by_spawn(main: Any) -> bool:
-    """Whether a spawn child re-runs `main`'s top level (multiprocessing.spawn's own rule: a
-    package's `__main__` run with `python -m` is not re-run, nor an IPython entry point)."""
-    name = getattr(getattr(main, "__spec__", None), "name", None)
-    if name is not None:
-        return not (name == "__main__" or name.endswith(".__main__"))
-    return Path(str(main.__file__)).stem != "ipython"
-
-
-def unguarded_script(frame: FrameType | None = None) -> str | None:
-    """The `__main__` script whose top level, outside any `if __name__ == "__main__":` block,
-    is running this call, or None (guarded, a notebook, `python -c`, unreadable source)."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or not path or not _rerun_by_spawn(main):
-        return None
-    frame = frame or sys._getframe()
-    while frame is not None and not (frame.f_code.co_name == "<module>"
-                                     and frame.f_globals is vars(main)):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    try:
-        tree = ast.parse(Path(frame.f_code.co_filename).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        return None  # nothing to judge by: the spawn child's refusal still catches it
-    line = frame.f_lineno
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.If) and _is_main_test(node.test)
-                and node.lineno <= line <= (node.end_lineno or node.lineno)):
-            return None
-    return str(path)
-
-
-def refuse_unguarded_main(plan: Plan) -> None:
-    """In the parent: refuse, before any worker starts, a script that would re-run itself in
-    every spawn/forkserver worker (its top level starts the loader, with no main guard)."""
-    if plan.loader.num_workers == 0 or plan.loader.multiprocessing_context == "fork":
-        return
-    script = unguarded_script()
-    if script is not None:
-        raise SystemExit(guard_message(script))
 
 
 def check_references(plan: Plan) -> SafetyReport:

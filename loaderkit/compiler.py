@@ -22,9 +22,9 @@ from loaderkit.validating import validate
 from loaderkit.vocabulary import Redactor
 
 if TYPE_CHECKING:
-    from loaderkit.checking import SafetyReport
     from loaderkit.planning import Plan
     from loaderkit.runtime.loader import RecipeLoader
+    from loaderkit.safety_report import SafetyReport
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 
@@ -140,12 +140,8 @@ def compile_recipe(path: str | Path, overrides: Overrides | None = None, *,
     """
     from loaderkit.binding import bind
     from loaderkit.building import build
-    from loaderkit.checking import (
-        check,
-        check_references,
-        refuse_if_bootstrapping,
-        refuse_unguarded_main,
-    )
+    from loaderkit.checking import check, check_references
+    from loaderkit.main_guard import refuse_if_bootstrapping, refuse_unguarded_main
     from loaderkit.planning import plan as make_plan
 
     refuse_if_bootstrapping()

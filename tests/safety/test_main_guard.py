@@ -163,7 +163,7 @@ def test_a_spawn_child_re_running_an_unguarded_script_prints_the_guard_message(
     result = run_script(tmp_path, "rerun.py", """
 import multiprocessing
 
-from loaderkit.checking import refuse_if_bootstrapping
+from loaderkit.main_guard import refuse_if_bootstrapping
 
 refuse_if_bootstrapping()  # what compile_recipe does first; a no-op in the parent
 
