@@ -43,30 +43,12 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
     problems = list(_references(plan))
     if problems:
         return plan, problems  # a factory that does not import cannot open the source
-    source = plan.read.source
-    checked: list[tuple[Prefix, SourceChecks, Text | None]] = []  # (key, checks, own filter)
+    opener = _open_parts if plan.read.source.parts else _open_source
+    plan, checked, found = opener(plan, handle)
+    if has_errors(found):
+        return plan, found
+    problems += found
     schemas: list[tuple[Prefix, pa.Schema | None]] = []
-    if source.parts:
-        parts = []
-        for part in source.parts:
-            prefix: Prefix = ("sources", part.name)
-            pinned, opened, found = _open(plan, part.source, prefix)
-            problems += found
-            parts.append(replace(part, source=pinned))
-            if opened is not None:
-                plan.node(*prefix).settings["version"] = shown(pinned.version, ())
-                checked.append((prefix, _checks(pinned, opened), part.filter))
-        if has_errors(problems):
-            return plan, problems
-        plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))
-    else:
-        if handle is None:
-            pinned, handle, found = _open(plan, source, ("source",))
-            if found:
-                return plan, found
-            plan = replace(plan, read=replace(plan.read, source=pinned))
-        plan.node("source").settings["version"] = shown(plan.read.source.version, ())
-        checked.append((("source",), _checks(plan.read.source, handle), None))
     for prefix, checks, own_filter in checked:
         found, schema = _check_data(plan, checks, prefix, own_filter)
         problems += found
@@ -79,6 +61,38 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
 
 
 Prefix = tuple[str, ...]
+# What bind checks of each source: (its recipe key, its checks, its own filter).
+Checked = list[tuple[Prefix, SourceChecks, Text | None]]
+
+
+def _open_source(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnostic]]:
+    """The recipe's one source opened (unless given, live) and pinned."""
+    if handle is None:
+        pinned, handle, found = _open(plan, plan.read.source, ("source",))
+        if found:
+            return plan, [], found
+        plan = replace(plan, read=replace(plan.read, source=pinned))
+    plan.node("source").settings["version"] = shown(plan.read.source.version, ())
+    return plan, [(("source",), _checks(plan.read.source, handle), None)], []
+
+
+def _open_parts(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnostic]]:
+    """Each source of a mixture opened and pinned; every problem said at once."""
+    source, problems, parts, checked = plan.read.source, [], [], []
+    for part in source.parts:
+        prefix: Prefix = ("sources", part.name)
+        pinned, opened, found = _open(plan, part.source, prefix)
+        problems += found
+        parts.append(replace(part, source=pinned))
+        if opened is not None:
+            plan.node(*prefix).settings["version"] = shown(pinned.version, ())
+            checked.append((prefix, _checks(pinned, opened), part.filter))
+    if has_errors(problems):
+        return plan, [], problems
+    plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))
+    return plan, checked, problems
+
+
 
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:
