@@ -139,7 +139,7 @@ class LanceReader:
                 # Row ids / addresses: cheaper than offsets (no offset -> fragment search).
                 yield self.ds._take_rows(pa.array(ids, type=pa.uint64()), columns=columns)
                 return
-            # Runs of rows read in pieces (`_pieces`), `reads_in_flight` at a time (most
+            # Runs of rows read in pieces (`read_plan.pieces`), `reads_in_flight` at a time (most
             # of a read's cost is fixed overhead or latency, which overlaps).
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.reads_in_flight,
@@ -157,7 +157,7 @@ class LanceReader:
                     future.cancel()
 
     def _read_runs(self, runs: list[Range], columns: Columns) -> pa.Table:
-        """Runs of one fragment (see `_pieces`): straight from its data file where it
+        """Runs of one fragment (see `read_plan.pieces`): straight from its data file where it
         can, else through the dataset.
 
         A dense run is one `read_range` (or one scanner, ~0.7 ms of planning); other
