@@ -102,8 +102,13 @@ def asks(query: Callable[[], object]) -> str | None:
     try:
         query()
     except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
-        return engine_message(exc).removeprefix("Invalid input, ")
+        return refusal(exc)
     return None
+
+
+def refusal(exc: BaseException) -> str:
+    """What an engine's error says of the query it refused."""
+    return engine_message(exc).removeprefix("Invalid input, ")
 
 
 # How a check says a plain column name is not in the schema.

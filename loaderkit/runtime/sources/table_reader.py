@@ -13,7 +13,13 @@ from loaderkit.errors import SourceError
 from loaderkit.runtime import splits
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import Payloads
-from loaderkit.runtime.sources.reader import Columns, SchemaChecks, SourceChecks, asks
+from loaderkit.runtime.sources.reader import (
+    Columns,
+    SchemaChecks,
+    SourceChecks,
+    asks,
+    refusal,
+)
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
 from loaderkit.runtime.universe import ScanRun, Universe
 
@@ -115,9 +121,11 @@ class TableReader:
             schema = self.table.schema
         except Exception:  # a remote table out of reach, an object of the user's: the reads
             schema = None  # will tell, at the source, as they always did
-        if type(self.table).__module__.startswith("lancedb.remote"):
-            return SchemaChecks(schema)
-        return TableChecks(self.table, schema)
+        if _local_table(self.table) or not hasattr(self.table, "search"):
+            return TableChecks(self.table, schema)
+        # A remote table (a server's refusal of a query loaderkit made up would say nothing
+        # about the recipe), or an object of the user's with a query API of its own.
+        return SchemaChecks(schema)
 
     def _take(self, ids: np.ndarray, columns: Columns) -> pa.Table:
         query = self.table.take_offsets([int(i) for i in ids])
@@ -139,21 +147,34 @@ class TableReader:
 # Why a filter cannot run on a table without the query API (an object of the user's that
 # only takes offsets): `TableReader` selects a filter's rows through `search().where()`.
 NO_QUERY_API = ("this table has no query API (`search`), which a filter runs through; "
-                "filter the rows in a transform instead")
+                "return a LanceDB table from the connection factory, or drop the filter")
+
+
+def _local_table(table: Any) -> bool:
+    """Whether `table` is a LanceDB table of a database this process opened itself."""
+    from lancedb.table import Table
+
+    return isinstance(table, Table) and not type(table).__module__.startswith("lancedb.remote")
 
 
 class TableChecks:
-    """Bind's questions to a table read here by offsets, asked the way it is read: a
-    projection of `take_offsets` (which reads no row for no offsets), a filter of
-    `search().where()`."""
+    """Bind's questions to a local LanceDB table, or an object that only takes offsets,
+    asked the way it is read: a projection of `take_offsets` (which reads no row for no
+    offsets), a filter of `search().where()`. A take that cannot be asked (an object of
+    the user's) leaves the schema to say what it can."""
 
     def __init__(self, table: Any, schema: pa.Schema | None) -> None:
         self.table, self.schema = table, schema
         self.parses_filters = hasattr(table, "search")
 
     def column_problem(self, name: str, expression: str) -> str | None:
-        return asks(lambda: self.table.take_offsets([]).select({name: expression})
-                    .output_schema())
+        try:
+            self._projected({name: expression})
+        except _UNASKABLE:
+            return SchemaChecks(self.schema).column_problem(name, expression)
+        except Exception as exc:  # the engines raise ValueError, OSError, RuntimeError...
+            return refusal(exc)
+        return None
 
     def filter_problem(self, text: str) -> str | None:
         if not self.parses_filters:
@@ -163,6 +184,17 @@ class TableChecks:
     def delivered(self, columns: Columns) -> pa.Schema | None:
         if self.schema is None:
             return None
-        projected = self.schema if columns is None else \
-            self.table.take_offsets([]).select(dict(columns)).output_schema()
+        try:
+            projected = self.schema if columns is None else self._projected(dict(columns))
+        except _UNASKABLE:
+            return None
         return Payloads.of(self.schema, columns).schema(projected)
+
+    def _projected(self, columns: dict[str, str]) -> pa.Schema:
+        """The schema `take_offsets` reads `columns` with (raises what the engine does)."""
+        schema: pa.Schema = self.table.take_offsets([]).select(columns).output_schema()
+        return schema
+
+
+# What a take query that cannot be asked raises (an object of the user's without the API).
+_UNASKABLE = (AttributeError, TypeError, NotImplementedError)
