@@ -19,6 +19,7 @@ from loaderkit.rules import rule
 from loaderkit.runtime import storage
 from loaderkit.runtime.sources import kind_of
 from loaderkit.runtime.spec import (
+    CacheSpec,
     DecodeSpec,
     LoaderSpec,
     MixturePart,
@@ -122,7 +123,8 @@ def source_spec(src: Source) -> SourceSpec:
         storage_options={k: _text(v) for k, v in src.storage_options.items()},
         api_key=_text(src.api_key) if src.api_key is not None else None,
         region=_reference(src.region), host_override=_reference(src.host_override),
-        connection_factory=src.connection_factory)
+        connection_factory=src.connection_factory,
+        cache=CacheSpec(src.cache.dir, src.cache.max_gb) if src.cache is not None else None)
 
 
 def _uris(source: SourceSpec) -> list[str]:

@@ -52,6 +52,8 @@ class SourceSpec:
     # only names it (for messages).
     parts: tuple[MixturePart, ...] = ()
     stop: MixtureStop = "first_exhausted"
+    # `cache`: a local copy of an object store's files (runtime/object_cache.py).
+    cache: CacheSpec | None = None
 
     @property
     def is_lancedb(self) -> bool:
@@ -66,6 +68,14 @@ class SourceSpec:
         if self.connection_factory is not None:
             return "factory"
         return "lancedb_table" if self.is_lancedb else "lance_dataset"
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """`source.cache`: where the local copy lives (None: the default) and its bound in GB."""
+
+    dir: str | None = None
+    max_gb: float | None = None
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from loaderkit.errors import SourceError
-from loaderkit.runtime import splits, storage
-from loaderkit.runtime.sources import storage_options
+from loaderkit.runtime import object_cache, splits, storage
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
 from loaderkit.runtime.spec import SourceSpec, SplitSpec
@@ -342,7 +341,9 @@ class LanceReader:
         if files is None:
             files = self._files.by_key = {}
         key = (frag.fragment_id, tuple(columns.items()) if columns is not None else None)
-        if key not in files:
+        known = files.get(key)
+        if key not in files or (known is not None and not known.local
+                                and object_cache.has_copy(self.source, frag)):
             files[key] = _FileRows.open(self.ds, frag, columns, self.source)
         return files[key]
 
@@ -428,8 +429,10 @@ class _FileRows:
     field id as in the dataset (a renamed or re-added column falls back).
     """
 
-    def __init__(self, reader: lance.file.LanceFileReader, names: list[str]) -> None:
+    def __init__(self, reader: lance.file.LanceFileReader, names: list[str],
+                 local: bool = True) -> None:
         self.reader, self.names = reader, names
+        self.local = local  # False: read from the store (reopened once a local copy is whole)
 
     @classmethod
     def open(
@@ -446,11 +449,9 @@ class _FileRows:
         if not all(src in field_ids for src in picked.values()):
             return None  # SQL expressions: the scanner evaluates them
         try:
-            reader = lance.file.LanceFileReader(
-                f"{ds.uri.rstrip('/')}/data/{data.path}",
-                storage_options=storage_options(source) if source is not None else None,
-                columns=list(picked.values()),
-            )
+            path, options = object_cache.data_file(ds, data.path, source)
+            reader = lance.file.LanceFileReader(path, storage_options=options,
+                                                columns=list(picked.values()))
             file_fields = list(reader.metadata().schema)
         except Exception:  # an object store it cannot reach this way: the scanner can
             return None
@@ -460,7 +461,7 @@ class _FileRows:
         for src in picked.values():
             if in_file.get(src) != (field_ids[src], ds.schema.field(src).type):
                 return None
-        return cls(reader, list(picked))
+        return cls(reader, list(picked), local=options is None)
 
     def read(self, offset: int, count: int) -> pa.Table:
         """Rows [offset, offset + count)."""
