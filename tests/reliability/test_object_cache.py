@@ -188,13 +188,14 @@ def test_cached_rows_are_identical_to_uncached(s3: S3, proxy: Proxy, tmp_path: P
 
 
 def test_two_processes_on_one_machine_download_each_file_once(
-        s3: S3, proxy: Proxy, tmp_path: Path) -> None:
-    uri = s3.write_dataset()
+        s3: S3, proxy_factory: Callable[..., Proxy], tmp_path: Path) -> None:
+    uri = _write_wide(s3)
     cache_dir = tmp_path / "cache"
     recipe = _cached_recipe(tmp_path / "r.yaml", uri, cache_dir)
+    proxy = proxy_factory(reply_bytes_per_s=512 << 10)  # ~1 s a file: the downloads overlap
     children = [_child(recipe, cache_dir, "epoch") for _ in range(2)]
     for child in children:
-        assert sorted(_finish(child)) == list(range(ROWS))
+        assert sorted(_finish(child)) == list(range(2000))
     files = _data_files(s3, uri)
     downloaded = [line.split(" ")[1].rsplit("/", 1)[1] for line in proxy.downloads()]
     assert sorted(downloaded) == sorted(files)  # every file, each once
