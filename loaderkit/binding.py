@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit import sql
+from loaderkit import caching, sql
 from loaderkit.errors import (
     Diagnostic,
     Location,
@@ -66,9 +66,12 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             plan = replace(plan, read=replace(plan.read, source=pinned))
         plan.node("source").settings["version"] = shown(plan.read.source.version, ())
         checked.append((("source",), handle, None))
+    specs = {("sources", part.name): part.source for part in plan.read.source.parts}
     for prefix, opened, own_filter in checked:
         found, schema = _check_data(plan, _Engine(opened), prefix, own_filter)
         problems += found
+        problems += caching.build_report(plan, prefix, specs.get(prefix, plan.read.source),
+                                         opened)
         schemas.append((prefix, schema))
     if not has_errors(problems):
         problems += _same_types(plan, schemas)
