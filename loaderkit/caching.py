@@ -71,7 +71,7 @@ def build_report(plan: Any, prefix: tuple[str, ...], source: Any, handle: Any
     from loaderkit.runtime.sources.readers import as_lance_dataset
     from loaderkit.vocabulary import resolve_text
 
-    where = plan.locate(*prefix, "cache")
+    where = plan.document.locate((*prefix, "cache"), key=True)
     cache = object_cache.for_source(source)
     if cache is None:
         uri = resolve_text(source.uri)
@@ -133,4 +133,5 @@ def _room(cache: Any, held: int) -> int | None:
 
 
 def _mb(size: int | None) -> str:
-    return f"{(size or 0) / 2**20:.1f} MB"
+    size = size or 0
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"

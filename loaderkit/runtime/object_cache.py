@@ -47,7 +47,7 @@ FILL_THREADS = 2
 RESERVE_BYTES = 1 << 30
 MARKER_DIR = "_loaderkit"
 USER_AGENT = "loaderkit-cache"
-PART, LOCK = ".part", ".lock"
+PART, LOCK, RESERVE = ".part", ".lock", ".reserve"
 
 
 def default_dir() -> Path:
@@ -221,24 +221,30 @@ class ObjectCache:
         with _locked(target.with_name(target.name + LOCK)):
             if _complete(target, file.size):  # another process finished it meanwhile
                 return True
-            if not self._make_room(file.size or 0):
+            reserved = target.with_name(target.name + RESERVE)
+            if not self._make_room(file.size or 0, reserved):
                 return False
-            part = target.with_name(target.name + PART)
-            if file.size is None:  # small files (manifest, deletions): one request
-                part.unlink(missing_ok=True)
-                session.download_file(file.rel, str(part))
-            else:
-                _resume(session, file, part)
-            os.replace(part, target)
-            _touch(target)
+            try:
+                part = target.with_name(target.name + PART)
+                if file.size is None:  # small files (manifest, deletions): one request
+                    part.unlink(missing_ok=True)
+                    session.download_file(file.rel, str(part))
+                else:
+                    _resume(session, file, part)
+                os.replace(part, target)
+                _touch(target)
+            finally:
+                reserved.unlink(missing_ok=True)
             return True
 
-    def _make_room(self, size: int) -> bool:
-        """Evict least recently used complete files until `size` more bytes fit the bound."""
+    def _make_room(self, size: int, reserved: Path) -> bool:
+        """Evict least recently used complete files until `size` more bytes fit the bound,
+        and reserve them (in `reserved`, while the caller downloads): downloads running at
+        once, in any process, count what they will write."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with _locked(self.directory / ".budget.lock"):
             files = list(_cached_files(self.directory))
-            used = sum(stat.st_size for _, stat in files)
+            used = sum(stat.st_size for _, stat in files) + _reservations(self.directory)
             bound = self.max_bytes
             if bound is None:
                 free = os.statvfs(self.directory)
@@ -250,7 +256,10 @@ class ObjectCache:
                     break
                 if _evict(path):
                     used -= stat.st_size
-            return used + size <= bound
+            if used + size > bound:
+                return False
+            reserved.write_text(str(size))
+            return True
 
 
 def _manifest_name(session: Any, version: int) -> str | None:
@@ -335,11 +344,34 @@ def _cached_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
     """Every complete file under the cache directory (not parts, locks or markers)."""
     for root, _dirs, names in os.walk(directory):
         for name in names:
-            if name.endswith((PART, LOCK)) or name.startswith(".") or MARKER_DIR in root:
+            if name.endswith((PART, LOCK, RESERVE)) or name.startswith(".") \
+                    or MARKER_DIR in root:
                 continue
             path = Path(root) / name
             with contextlib.suppress(OSError):
                 yield path, path.stat()
+
+
+def _reservations(directory: Path) -> int:
+    """Bytes reserved by downloads running now. A reservation whose download lock is free
+    was left by a process that died: it is removed, not counted."""
+    total = 0
+    for reserved in directory.glob(f"*/**/*{RESERVE}"):
+        lock = reserved.with_name(reserved.name[:-len(RESERVE)] + LOCK)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a download is running
+            with contextlib.suppress(OSError, ValueError):
+                total += int(reserved.read_text() or 0)
+            continue
+        finally:
+            os.close(fd)
+        reserved.unlink(missing_ok=True)
+    return total
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -93,7 +93,7 @@ def proxy(proxy_factory: Callable[..., Proxy]) -> Proxy:
 
 def _cached_recipe(path: Path, uri: str, cache_dir: Path, *, max_gb: float | None = None,
                    columns: str = "[id]", sampler: str = "shuffle") -> Path:
-    bound = f"    max_gb: {max_gb!r}\n" if max_gb is not None else ""
+    bound = f"    max_gb: {max_gb:.12f}\n" if max_gb is not None else ""
     body = recipe_for_s3(uri, workers=0, sampler=sampler)
     body = body.replace("columns: [id]\n", f"  cache:\n    dir: {cache_dir}\n{bound}"
                                             f"columns: {columns}\n", 1)
@@ -304,3 +304,66 @@ def test_the_cache_key_drops_user_info_and_query_strings() -> None:
 
 if sys.platform != "linux":  # fcntl locks and /proc: the machine the suite runs on
     pytestmark = pytest.mark.skip("Linux only")
+
+
+def _build(recipe: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "loaderkit", "build", str(recipe), *args],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=180)
+
+
+def test_build_says_what_is_cached_and_how_much(s3: S3, proxy: Proxy, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    recipe = _cached_recipe(tmp_path / "r.yaml", s3.write_dataset(), cache_dir)
+    before = _build(recipe)
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert f"cache={cache_dir}" in before.stdout and "cached, version 1 " in before.stdout
+    _fill(recipe, cache_dir)
+    after = _build(recipe, "--json")
+    graph = json.loads(after.stdout)["graph"]
+    (source,) = [n for n in graph["children"][0]["children"] if n["kind"] == "source"]
+    shown = source["settings"]["cache"]
+    assert "whole: read locally" in shown and str(cache_dir) in shown
+    assert " 0 files" not in shown and " 0.0 KB" not in shown
+
+
+def _diagnostics(recipe: Path) -> list:
+    from loaderkit.compiler import compile_recipe
+
+    return compile_recipe(recipe).diagnostics
+
+
+def test_an_unwritable_cache_dir_is_a_located_warning(s3: S3, proxy: Proxy,
+                                                      tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    recipe = _cached_recipe(tmp_path / "r.yaml", s3.write_dataset(), blocker)
+    (found,) = [d for d in _diagnostics(recipe) if d.code == "LK424"]
+    line = recipe.read_text().splitlines().index("  cache:") + 1
+    assert (found.line, found.column, found.severity) == (line, 3, "warning")
+    assert sorted(_epoch(_load(recipe))) == list(range(ROWS))  # read from the store instead
+
+
+def test_a_cache_smaller_than_the_version_is_a_warning_with_the_size_needed(
+        s3: S3, proxy: Proxy, tmp_path: Path) -> None:
+    recipe = _cached_recipe(tmp_path / "r.yaml", s3.write_dataset(), tmp_path / "cache",
+                            max_gb=1e-6)
+    (found,) = [d for d in _diagnostics(recipe) if d.code == "LK425"]
+    assert "raise cache.max_gb" in (found.hint or "")
+
+
+def test_a_cache_on_a_uri_from_the_environment_that_is_local_is_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.reliability.support import write_local_dataset
+
+    monkeypatch.setenv("LK_CACHE_TEST_URI", str(write_local_dataset(tmp_path / "d.lance")))
+    recipe = write_recipe(tmp_path / "r.yaml", f"""\
+        loaderkit: 1
+        source:
+          uri: ${{env:LK_CACHE_TEST_URI}}
+          cache:
+            dir: {tmp_path / "cache"}
+        columns: [id]
+        """)
+    (found,) = [d for d in _diagnostics(recipe) if d.code == "LK426"]
+    assert (found.line, found.column) == (4, 3)
+    assert not (tmp_path / "cache").exists()
