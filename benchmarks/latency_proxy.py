@@ -10,7 +10,7 @@ then costs at least that long, as a round trip to a remote object store does,
 while requests on separate connections wait in parallel, as they do there.
 Replies pass through at once (or at `--reply-bytes-per-s`, a slow link). With `--log`,
 each request's line, Range and User-Agent headers are appended to a file as it starts
-(`GET /bucket/key bytes=0-99 agent=...`), which is how the tests count what a loader asked the store.
+(`GET /bucket/key bytes=0-99 agent=...`): how the tests count what a loader asked the store.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
             plan = replace(plan, read=replace(plan.read, source=pinned))
         plan.node("source").settings["version"] = shown(plan.read.source.version, ())
         checked.append((("source",), handle, None))
-    specs = {("sources", part.name): part.source for part in plan.read.source.parts}
+    specs: dict[Prefix, SourceSpec] = {("sources", part.name): part.source
+                                       for part in plan.read.source.parts}
     for prefix, opened, own_filter in checked:
         found, schema = _check_data(plan, _Engine(opened), prefix, own_filter)
         problems += found

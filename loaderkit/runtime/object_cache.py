@@ -63,7 +63,8 @@ def dataset_key(uri: str) -> str:
     (user info, query string and fragment are dropped before hashing)."""
     parts = urlsplit(uri.rstrip("/"))
     host = parts.hostname or ""
-    where = f"{parts.scheme.lower()}://{host}{':%d' % parts.port if parts.port else ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    where = f"{parts.scheme.lower()}://{host}{port}{parts.path}"
     return hashlib.sha256(where.encode()).hexdigest()[:32]
 
 
