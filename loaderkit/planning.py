@@ -16,7 +16,7 @@ from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
-from loaderkit.runtime import storage
+from loaderkit.runtime import object_cache, storage
 from loaderkit.runtime.sources import kind_of
 from loaderkit.runtime.spec import (
     CacheSpec,
@@ -128,14 +128,16 @@ def source_spec(src: Source) -> SourceSpec:
 
 
 def _uris(source: SourceSpec) -> list[str]:
-    """Where the source's rows live: its uri, or each of a mixture's."""
+    """Where the source's rows are read from: its uri, or each of a mixture's (a source with
+    `cache` from its local copy, object_cache.py, after the first epoch)."""
     specs = [part.source for part in source.parts] if source.parts else [source]
     uris = []
     for spec in specs:
         try:
-            uris.append(spec.location or resolve_text(spec.uri))
+            uri = spec.location or resolve_text(spec.uri)
         except MissingEnvError:  # already a diagnostic of the front end
             continue
+        uris.append(object_cache.read_from(uri, spec))
     return uris
 
 

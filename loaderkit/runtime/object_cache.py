@@ -236,9 +236,11 @@ class ObjectCache:
                 _touch(target)
             finally:
                 reserved.unlink(missing_ok=True)
+            if file.size is None:  # its size is known now: back under the bound
+                self._make_room(0, None)
             return True
 
-    def _make_room(self, size: int, reserved: Path) -> bool:
+    def _make_room(self, size: int, reserved: Path | None) -> bool:
         """Evict least recently used complete files until `size` more bytes fit the bound,
         and reserve them (in `reserved`, while the caller downloads): downloads running at
         once, in any process, count what they will write."""
@@ -259,7 +261,8 @@ class ObjectCache:
                     used -= stat.st_size
             if used + size > bound:
                 return False
-            reserved.write_text(str(size))
+            if reserved is not None:
+                reserved.write_text(str(size))
             return True
 
 
@@ -406,12 +409,22 @@ def cache_for(uri: str, options: dict[str, str] | None, directory: str | None,
         return _CACHES[key]
 
 
+def read_from(uri: str, source: Any) -> str:
+    """Where a source at `uri` is read from for its I/O defaults (storage.py): with a cache,
+    the local copy (`file://`), where a block shuffle's small reads are cheap; else `uri`."""
+    if getattr(source, "cache", None) is not None and not source.is_lancedb \
+            and source.connection_factory is None and cacheable(uri):
+        return "file://" + str(Path(source.cache.dir or default_dir()).expanduser())
+    return uri
+
+
 def for_source(source: Any) -> ObjectCache | None:
     """The cache of a `SourceSpec` with `cache` over an object store, in this process."""
     from loaderkit.runtime.sources import storage_options
     from loaderkit.vocabulary import resolve_text
 
-    if getattr(source, "cache", None) is None or source.is_lancedb:
+    if getattr(source, "cache", None) is None or source.is_lancedb \
+            or source.connection_factory is not None:
         return None
     uri = resolve_text(source.uri)
     if not cacheable(uri):

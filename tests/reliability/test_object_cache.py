@@ -172,6 +172,8 @@ def test_cached_rows_are_identical_to_uncached(s3: S3, proxy: Proxy, tmp_path: P
         "columns: [id]", "columns: [id, x]"))
     cache_dir = tmp_path / "cache"
     cached = _cached_recipe(tmp_path / "cached.yaml", uri, cache_dir, columns="[id, x]")
+    for path in (plain, cached):  # the same order (a cache alone defaults to smaller blocks)
+        path.write_text(path.read_text().replace("  seed: 7\n", "  seed: 7\n  block_rows: 256\n"))
     _epoch(_load(cached))
     assert wait_until(lambda: _whole(cache_dir), 60)
 
@@ -367,3 +369,15 @@ def test_a_cache_on_a_uri_from_the_environment_that_is_local_is_a_warning(
     (found,) = [d for d in _diagnostics(recipe) if d.code == "LK426"]
     assert (found.line, found.column) == (4, 3)
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_cached_source_shuffles_in_the_local_disk_block_size(s3: S3, proxy: Proxy,
+                                                              tmp_path: Path) -> None:
+    from loaderkit.runtime import storage
+
+    uri = s3.write_dataset()
+    cached = _load(_cached_recipe(tmp_path / "c.yaml", uri, tmp_path / "cache"))
+    plain = _load(write_recipe(tmp_path / "p.yaml", recipe_for_s3(uri, workers=0)))
+    # The copy makes small reads cheap: blocks mix as on local disk (docs/s3.md).
+    assert cached.row_sampler.spec.block_rows == storage.LOCAL_BLOCK_ROWS
+    assert plain.row_sampler.spec.block_rows == storage.OBJECT_STORE_BLOCK_ROWS
