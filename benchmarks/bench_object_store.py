@@ -60,7 +60,7 @@ CONFIGS: dict[str, tuple[str, str, int | None, dict]] = {
                                  "cache": "fresh"}),
     "lk_block_e2_cache": ("loaderkit shuffle, a later run from the filled cache", "loaderkit",
                           None, {"sampler": {"type": "shuffle", "seed": 7},
-                                 "cache": "filled"}),
+                                 "cache": "filled", "quality": True}),
     "lk_block_local": ("loaderkit shuffle, the same recipe over a local copy", "loaderkit",
                        None, {"sampler": {"type": "shuffle", "seed": 7}, "local": True}),
     "perm_w0": ("lancedb Permutation DataLoader, shuffled, 0 workers", "anchor", 3, {}),
@@ -178,6 +178,8 @@ def child(name: str, out: Path) -> dict:
             result = measure(lambda: load_recipe(str(path)), None, 0.0, False)
             if extra.get("cache"):
                 result["fill_after_epoch_s"] = wait_cached(out / "cache")
+            if extra.get("quality"):
+                result.update(near_ratio(path))
             return {**result, "cold_first_batch_s": result["build_to_first_s"]}
         start = time.perf_counter()  # cold: a fresh process, nothing open yet
         next(iter(load_recipe(str(path))))
@@ -224,6 +226,10 @@ def report(runs: dict[str, list[dict]], info: dict, args: argparse.Namespace) ->
          m("lk_block", "rows_per_s") / m("perm_w0", "rows_per_s"), ">=", 20),
         ("block first batch <= 1 s (cold: load_recipe -> batch)",
          m("lk_block", "cold_first_batch_s"), "<=", 1),
+        ("with the cache (its default blocks), near neighbours <= 2x a true shuffle's",
+         m("lk_block_e2_cache", "near_ratio"), "<=", 2),
+        ("with the cache, epoch 1 >= 0.5x loaderkit full_scan over the same store",
+         m("lk_block_e1_cache", "rows_per_s") / m("lk_full_scan", "rows_per_s"), ">=", 0.5),
         ("with the cache, a later epoch >= 0.9x the same recipe on a local copy",
          m("lk_block_e2_cache", "rows_per_s") / m("lk_block_local", "rows_per_s"), ">=", 0.9),
         ("with the cache, epoch 1 >= 0.9x epoch 1 without it",
