@@ -99,6 +99,22 @@ def version_files(ds: Any, manifest: str) -> list[CachedFile] | None:
     return files
 
 
+def _index_files(ds: Any, session: Any) -> list[CachedFile] | None:
+    """The files of the version's indices (a filter may read them), listed in the store;
+    None where one lives outside the dataset's directory."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # list_indices' deprecation notice
+        indices = ds.list_indices()
+    files: list[CachedFile] = []
+    for index in indices:
+        if index.get("base_id") is not None:
+            return None
+        files += [CachedFile(path) for path in session.list(f"_indices/{index['uuid']}")]
+    return files
+
+
 class ObjectCache:
     """The mirror of one dataset (by uri) under a cache directory, in this process."""
 
@@ -197,8 +213,10 @@ class ObjectCache:
         session = LanceFileSession(self.uri, storage_options=options)
         manifest = _manifest_name(session, version)
         files = version_files(ds, manifest) if manifest is not None else None
-        if files is None:
+        indices = _index_files(ds, session)
+        if files is None or indices is None:
             return False
+        files += indices
         # Each process starts at its own place in the list, so processes filling at once
         # take different files first instead of queueing on the same lock.
         start = os.getpid() % len(files)

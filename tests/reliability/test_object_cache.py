@@ -381,3 +381,19 @@ def test_a_cached_source_shuffles_in_the_local_disk_block_size(s3: S3, proxy: Pr
     # The copy makes small reads cheap: blocks mix as on local disk (docs/s3.md).
     assert cached.row_sampler.spec.block_rows == storage.LOCAL_BLOCK_ROWS
     assert plain.row_sampler.spec.block_rows == storage.OBJECT_STORE_BLOCK_ROWS
+
+
+def test_a_filter_over_an_indexed_column_runs_from_the_copy(s3: S3, proxy: Proxy,
+                                                            tmp_path: Path) -> None:
+    import lance
+
+    uri = s3.write_dataset()
+    lance.dataset(uri, storage_options=s3.storage_options()).create_scalar_index("id", "BTREE")
+    cache_dir = tmp_path / "cache"
+    recipe = _cached_recipe(tmp_path / "r.yaml", uri, cache_dir)
+    recipe.write_text(recipe.read_text() + "filter: id < 700\n")
+    _fill(recipe, cache_dir)
+    assert list(cache_dir.glob("*/_indices/*/*"))  # the index came with the copy
+    proxy.clear()
+    assert sorted(_epoch(_load(recipe))) == list(range(700))
+    assert proxy.data_reads() == []
