@@ -74,13 +74,12 @@ def build_report(plan: Any, prefix: tuple[str, ...], source: Any, handle: Any
     where = plan.document.locate((*prefix, "cache"), key=True)
     cache = object_cache.for_source(source)
     if cache is None:
-        uri = resolve_text(source.uri)
-        if env_reference(str(source.uri)) is None and \
-                _not_cached_reason(uri, source.table, source.connection_factory) is not None:
-            return []  # said by lint (LK230)
-        plan.node(*prefix).settings["cache"] = "none: not a Lance dataset on an object store"
-        return [rule("LK426").at(where, "'cache' has no effect: the source is not a Lance "
-                                        "dataset on an object store",
+        reason = _not_cached_reason(resolve_text(source.uri), source.table,
+                                    source.connection_factory) or "not on an object store"
+        plan.node(*prefix).settings["cache"] = f"none: {reason}"
+        if isinstance(source.uri, str):
+            return []  # a uri written in the recipe: said by lint (LK230)
+        return [rule("LK426").at(where, f"'cache' has no effect: {reason}",
                                  "remove cache, or point uri at s3://, gs://, az://, ...")]
     problems: list[Diagnostic] = []
     try:

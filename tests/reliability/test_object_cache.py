@@ -397,3 +397,21 @@ def test_a_filter_over_an_indexed_column_runs_from_the_copy(s3: S3, proxy: Proxy
     proxy.clear()
     assert sorted(_epoch(_load(recipe))) == list(range(700))
     assert proxy.data_reads() == []
+
+
+def test_build_of_a_local_dataset_with_a_cache_says_it_is_not_cached(tmp_path: Path) -> None:
+    from tests.reliability.support import write_local_dataset
+
+    data = write_local_dataset(tmp_path / "d.lance")
+    recipe = write_recipe(tmp_path / "r.yaml", f"""\
+        loaderkit: 1
+        source:
+          uri: {data}
+          cache:
+            dir: {tmp_path / "cache"}
+        columns: [id]
+        """)
+    result = _build(recipe)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cache=none: its files are already on this machine" in result.stdout
+    assert f"{recipe}:4:3: warning LK230" in result.stdout
