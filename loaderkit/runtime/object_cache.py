@@ -264,7 +264,9 @@ class ObjectCache:
         once, in any process, count what they will write."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with _locked(self.directory / ".budget.lock"):
-            files = list(_cached_files(self.directory))
+            # What a killed download left (a part no process writes) counts, and leaves
+            # first among files used as long ago: it is resumable, but maybe never resumed.
+            files = list(_cached_files(self.directory)) + list(_stale_parts(self.directory))
             used = sum(stat.st_size for _, stat in files) + _reservations(self.directory)
             bound = self.max_bytes
             if bound is None:
@@ -275,7 +277,7 @@ class ObjectCache:
             for path, stat in sorted(files, key=lambda item: item[1].st_atime):
                 if used + size <= bound:
                     break
-                if _evict(path):
+                if (_evict_part if path.name.endswith(PART) else _evict)(path):
                     used -= stat.st_size
             if used + size > bound:
                 return False
@@ -362,6 +364,49 @@ def _evict(path: Path) -> bool:
         os.close(fd)
 
 
+def _unlocked(lock: Path) -> Any:
+    """An fd holding `lock` exclusively when no process holds it, else None."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _download_lock(part_or_reserved: Path, suffix: str) -> Path:
+    return part_or_reserved.with_name(part_or_reserved.name[:-len(suffix)] + LOCK)
+
+
+def _stale_parts(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Parts no download is writing (their process died): (path, stat)."""
+    for part in directory.glob(f"*/**/*{PART}"):
+        if MARKER_DIR in part.parts:
+            continue
+        fd = _unlocked(_download_lock(part, PART))
+        if fd is None:
+            continue
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            yield part, part.stat()
+
+
+def _evict_part(part: Path) -> bool:
+    """Remove a part no download is writing (holding its download lock meanwhile)."""
+    fd = _unlocked(_download_lock(part, PART))
+    if fd is None:
+        return False
+    try:
+        part.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _cached_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
     """Every complete file under the cache directory (not parts, locks or markers)."""
     for root, _dirs, names in os.walk(directory):
@@ -379,19 +424,12 @@ def _reservations(directory: Path) -> int:
     was left by a process that died: it is removed, not counted."""
     total = 0
     for reserved in directory.glob(f"*/**/*{RESERVE}"):
-        lock = reserved.with_name(reserved.name[:-len(RESERVE)] + LOCK)
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held: a download is running
+        fd = _unlocked(_download_lock(reserved, RESERVE))
+        if fd is None:  # held: a download is running
             with contextlib.suppress(OSError, ValueError):
                 total += int(reserved.read_text() or 0)
             continue
-        finally:
-            os.close(fd)
+        os.close(fd)
         reserved.unlink(missing_ok=True)
     return total
 

@@ -203,29 +203,40 @@ def test_two_processes_on_one_machine_download_each_file_once(
     assert sorted(downloaded) == sorted(files)  # every file, each once
 
 
+PIECE = 64 << 10  # the children's download piece: a file is 8 of them
+
+
+def _parts(cache_dir: Path) -> dict[str, int]:
+    return {p.name[:-len(object_cache.PART)]: p.stat().st_size
+            for p in cache_dir.glob(f"*/data/*{object_cache.PART}")}
+
+
+def _kill_mid_download(recipe: Path, cache_dir: Path, files: dict[str, int],
+                       proxy_factory: Callable[..., Proxy]) -> dict[str, int]:
+    """Fill the cache over a slow link and SIGKILL the process mid-file: the bytes of each
+    file it kept (complete files, and a part's prefix)."""
+    proxy_factory(reply_bytes_per_s=256 << 10)  # ~2 s a file
+    filling = _child(recipe, cache_dir, "fill", str(PIECE))
+    assert wait_until(lambda: any(size >= 2 * PIECE for size in _parts(cache_dir).values()),
+                      120)
+    os.kill(filling.pid, signal.SIGKILL)
+    filling.wait()
+    kept = {name: files[name] for name in files if list(cache_dir.glob(f"*/data/{name}"))}
+    kept.update({name: size for name, size in _parts(cache_dir).items() if name not in kept})
+    assert any(0 < size < files[name] for name, size in kept.items())  # caught mid-file
+    return kept
+
+
 def test_a_download_killed_mid_file_resumes_and_never_reads_a_partial_file(
         s3: S3, proxy_factory: Callable[..., Proxy], tmp_path: Path) -> None:
     uri = _write_wide(s3)
     files = _data_files(s3, uri)
-    piece = 64 << 10
     cache_dir = tmp_path / "cache"
     recipe = _cached_recipe(tmp_path / "r.yaml", uri, cache_dir)
-    proxy_factory(reply_bytes_per_s=256 << 10)  # a slow link: ~2 s a file
-    filling = _child(recipe, cache_dir, "fill", str(piece))
-
-    def parts() -> dict[str, int]:
-        return {p.name[:-len(object_cache.PART)]: p.stat().st_size
-                for p in cache_dir.glob(f"*/data/*{object_cache.PART}")}
-
-    assert wait_until(lambda: any(size >= 2 * piece for size in parts().values()), 120)
-    os.kill(filling.pid, signal.SIGKILL)
-    filling.wait()
-    kept = {name: files[name] for name in files if list(cache_dir.glob(f"*/data/{name}"))}
-    kept.update({name: size for name, size in parts().items() if name not in kept})
-    assert any(0 < size < files[name] for name, size in kept.items())  # caught mid-file
+    kept = _kill_mid_download(recipe, cache_dir, files, proxy_factory)
 
     fast = proxy_factory()
-    ids = _finish(_child(recipe, cache_dir, "epoch", str(piece)))
+    ids = _finish(_child(recipe, cache_dir, "epoch", str(PIECE)))
     assert sorted(ids) == list(range(2000))
     # No byte the killed run kept was asked for again by the cache.
     for line in fast.downloads():
@@ -415,3 +426,19 @@ def test_build_of_a_local_dataset_with_a_cache_says_it_is_not_cached(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cache=none: its files are already on this machine" in result.stdout
     assert f"{recipe}:4:3: warning LK230" in result.stdout
+
+
+def test_a_part_left_by_a_killed_download_counts_against_max_gb(
+        s3: S3, proxy_factory: Callable[..., Proxy], tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    wide = _write_wide(s3)
+    _kill_mid_download(_cached_recipe(tmp_path / "w.yaml", wide, cache_dir), cache_dir,
+                       _data_files(s3, wide), proxy_factory)
+    small = s3.write_dataset()
+    bound = 1.5 * sum(_data_files(s3, small).values()) / 2**30  # room for `small` alone
+    proxy_factory()
+    _fill(_cached_recipe(tmp_path / "s.yaml", small, cache_dir, max_gb=bound), cache_dir)
+    assert _parts(cache_dir) == {}  # the dead download's part left first (it was oldest)
+    on_disk = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file()
+                  and not p.name.endswith((object_cache.LOCK, ".json")))
+    assert on_disk <= bound * 2**30
