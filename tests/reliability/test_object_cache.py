@@ -442,3 +442,32 @@ def test_a_part_left_by_a_killed_download_counts_against_max_gb(
     on_disk = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file()
                   and not p.name.endswith((object_cache.LOCK, ".json")))
     assert on_disk <= bound * 2**30
+
+
+def test_the_default_cache_dir_is_loaderkit_cache_from_the_environment(
+        s3: S3, proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache_dir = tmp_path / "from-env"
+    monkeypatch.setenv(object_cache.CACHE_ENV, str(cache_dir))
+    body = recipe_for_s3(s3.write_dataset(), workers=0).replace(
+        "columns: [id]\n", "  cache: {}\ncolumns: [id]\n", 1)
+    _epoch(_load(write_recipe(tmp_path / "r.yaml", body)))
+    assert wait_until(lambda: _whole(cache_dir), 60)
+
+
+def test_each_cached_source_of_a_mixture_reads_its_copy(s3: S3, proxy: Proxy,
+                                                       tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    options = recipe_for_s3("X", workers=0).split("  storage_options:\n")[1].split("columns:")[0]
+    entries = "".join(
+        f"  {name}:\n    uri: {s3.write_dataset()}\n    cache: {{dir: {cache_dir}}}\n"
+        f"    storage_options:\n" + options.replace("    ", "      ")
+        for name in ("a", "b"))
+    recipe = write_recipe(tmp_path / "m.yaml", "loaderkit: 1\nsources:\n" + entries
+                          + "columns: [id]\nsampler: {type: shuffle, seed: 3}\n"
+                            "loader: {batch_size: 100}\n")
+    loader = _load(recipe)
+    first = _epoch(loader)
+    assert wait_until(lambda: len(list(cache_dir.glob("*/_loaderkit/*.json"))) == 2, 60)
+    proxy.clear()
+    assert _epoch(_load(recipe)) == first
+    assert proxy.data_reads() == []
