@@ -48,6 +48,7 @@ RESERVE_BYTES = 1 << 30
 MARKER_DIR = "_loaderkit"
 USER_AGENT = "loaderkit-cache"
 PART, LOCK, RESERVE = ".part", ".lock", ".reserve"
+IN_USE = ".in-use"
 
 
 def default_dir() -> Path:
@@ -124,7 +125,10 @@ class ObjectCache:
         self.directory = directory
         self.root = directory / dataset_key(uri)
         self.max_bytes = max_bytes
-        self._held: dict[Path, int] = {}  # files read from here: a shared lock each
+        # A shared lock on the mirror's IN_USE file while this process reads from it: no
+        # process evicts a file of a dataset being read (one fd per dataset, not per file).
+        self._in_use: int | None = None
+        self._held: set[Path] = set()
         self._lock = threading.Lock()
         self._filling: set[int] = set()
 
@@ -162,24 +166,23 @@ class ObjectCache:
         return local if self.hold(local) else None
 
     def hold(self, path: Path) -> bool:
-        """Take a shared lock on a complete file (marks it used); False if it is not there."""
+        """Whether a complete `path` is there, now protected from eviction for as long as this
+        process lives (and marked used: its access time orders eviction)."""
         with self._lock:
             if path in self._held:
                 return True
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                return False
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                if not path.exists():  # evicted between open and lock
-                    os.close(fd)
+            if self._in_use is None:
+                try:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self.root / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError:
                     return False
-                _touch(path)
-            except OSError:
-                os.close(fd)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # waits out an eviction running in it
+                self._in_use = fd
+            if not path.exists():  # checked under the lock: evicted before, or never there
                 return False
-            self._held[path] = fd
+            _touch(path)
+            self._held.add(path)
             return True
 
     # --- filling ------------------------------------------------------------------------
@@ -277,7 +280,7 @@ class ObjectCache:
             for path, stat in sorted(files, key=lambda item: item[1].st_atime):
                 if used + size <= bound:
                     break
-                if (_evict_part if path.name.endswith(PART) else _evict)(path):
+                if _evict(path, self.directory):
                     used -= stat.st_size
             if used + size > bound:
                 return False
@@ -346,22 +349,25 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _evict(path: Path) -> bool:
-    """Remove a complete file no process is reading (one that holds a shared lock stays)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+def _evict(path: Path, directory: Path) -> bool:
+    """Remove a complete file, or a part no download is writing, of a dataset no process is
+    reading (holding that dataset's IN_USE lock, and a part's download lock, meanwhile)."""
+    root = directory / path.relative_to(directory).parts[0]
+    in_use = _unlocked(root / IN_USE)
+    if in_use is None:
         return False
+    writing = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False
-    try:
+        if path.name.endswith(PART):
+            writing = _unlocked(_download_lock(path, PART))
+            if writing is None:
+                return False
         path.unlink(missing_ok=True)
         return True
     finally:
-        os.close(fd)
+        os.close(in_use)
+        if writing is not None:
+            os.close(writing)
 
 
 def _unlocked(lock: Path) -> Any:
@@ -393,18 +399,6 @@ def _stale_parts(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
         os.close(fd)
         with contextlib.suppress(OSError):
             yield part, part.stat()
-
-
-def _evict_part(part: Path) -> bool:
-    """Remove a part no download is writing (holding its download lock meanwhile)."""
-    fd = _unlocked(_download_lock(part, PART))
-    if fd is None:
-        return False
-    try:
-        part.unlink(missing_ok=True)
-        return True
-    finally:
-        os.close(fd)
 
 
 def _cached_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:

@@ -3,6 +3,7 @@
     python cache_child.py RECIPE CACHE_DIR MODE [PIECE_BYTES]
 
 MODE `epoch`: read one epoch, wait until the cache holds the version whole, print the ids (JSON).
+MODE `hold`: as `epoch`, then stay alive (a run still reading the copy) until killed.
 MODE `fill`: build the loader (which starts filling the cache) and wait, never reading: the
 test kills it mid-download.
 """
@@ -36,7 +37,9 @@ def main() -> None:
         if time.monotonic() > deadline:
             raise SystemExit("the cache never held the version whole")
         time.sleep(0.05)
-    print(json.dumps(ids))
+    print(json.dumps(ids), flush=True)
+    if mode == "hold":  # keep reading the copy (a long training run) until killed
+        time.sleep(600)
 
 
 if __name__ == "__main__":

@@ -471,3 +471,27 @@ def test_each_cached_source_of_a_mixture_reads_its_copy(s3: S3, proxy: Proxy,
     proxy.clear()
     assert _epoch(_load(recipe)) == first
     assert proxy.data_reads() == []
+
+
+def test_files_of_a_dataset_another_process_reads_are_never_evicted(
+        s3: S3, proxy: Proxy, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    uris = {name: s3.write_dataset() for name in ("a", "b", "c")}
+    bound = 2.6 * sum(_data_files(s3, uris["a"]).values()) / 2**30  # two datasets, not three
+    recipes = {name: _cached_recipe(tmp_path / f"{name}.yaml", uri, cache_dir, max_gb=bound)
+               for name, uri in uris.items()}
+    _fill(recipes["a"], cache_dir)
+    _fill(recipes["b"], cache_dir)
+    reader = _child(recipes["a"], cache_dir, "hold")
+    try:
+        assert reader.stdout is not None and json.loads(reader.stdout.readline())
+        mirror_a = cache_dir / object_cache.dataset_key(uris["a"])
+        for path in mirror_a.rglob("*.lance"):  # `a` is now the least recently used...
+            os.utime(path, (1_000_000, path.stat().st_mtime))
+        _fill(recipes["c"], cache_dir)  # ...but a process reads it: `b` leaves instead
+        for name in ("a", "c"):
+            mirror = object_cache.ObjectCache(uris[name], None, cache_dir, None)
+            assert mirror.complete(1) is not None, name
+    finally:
+        reader.kill()
+        reader.communicate()
