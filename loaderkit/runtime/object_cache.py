@@ -16,9 +16,10 @@ process killed mid-file leaves a correct prefix, which the next download resumes
 `NAME` by an atomic rename once its size is right: a half-written file is never read under its
 name, and each file is downloaded once per machine however many ranks and workers fill at once.
 
-`max_gb` bounds the directory: before a download, the least recently used complete files of
-any dataset under it leave first (a file a process is reading holds a shared lock, and is never
-evicted); a file that cannot fit is simply not cached.
+`max_gb` bounds the directory: before a download, the least recently used complete files (and
+parts a killed download left) of any dataset under it leave first, except those of a dataset a
+process is reading from the copy (it holds a shared lock on the mirror's IN_USE file); a file
+that cannot fit is simply not cached.
 """
 
 from __future__ import annotations
