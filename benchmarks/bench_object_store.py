@@ -1,15 +1,19 @@
 """Loaders over an object store with real latency: an S3 server on loopback, 20 ms a request.
 
     python benchmarks/bench_object_store.py [--rows 200000] [--delay-ms 20] [--reps 2]
+                                            [--only lk_block,lk_full_scan,...]
 
 Starts moto's S3 server on 127.0.0.1 (as the tests do) and, in front of it, the
 benchmark's own latency proxy (latency_proxy.py: this kernel has no `tc netem`),
 both as child processes stopped at the end. Writes `--rows` rows of the
 bench_loaders data (id int64, label int32, emb float32[128], 8 fragments) to the
-server directly, then runs each loader in a fresh process through the proxy:
-loaderkit full_scan and shuffle (block, with the object-store defaults, and with
-the local-disk block size for contrast), and LanceDB's Permutation. Prints and
-writes `object_store.md` / `.json` / `.png` in the out dir, with the targets.
+server directly (and the same rows, in the same fragments, to local disk), then
+runs each loader in a fresh process through the proxy: loaderkit full_scan and
+shuffle (block, with the object-store defaults, and other block sizes for
+contrast, with the near-neighbour ratio of docs/performance.md), the first epoch
+with and without `source.cache`, a later run from the filled cache, the same
+recipe over the local copy, and LanceDB's Permutation. Prints and writes
+`object_store.md` / `.json` / `.png` in the out dir, with the targets.
 
 Every loader shares the 2 cores with the S3 server itself (a Python process that
 spends a few milliseconds of CPU on each request): on this store a read costs
