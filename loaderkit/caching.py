@@ -15,7 +15,7 @@ from loaderkit.errors import Diagnostic
 from loaderkit.reading import Document, KeyPath
 from loaderkit.rules import rule
 from loaderkit.runtime.storage import on_object_store
-from loaderkit.vocabulary import env_reference
+from loaderkit.vocabulary import EnvValue, env_reference
 
 
 def _get(data: Any, *path: str | int) -> Any:
@@ -82,6 +82,10 @@ def build_report(plan: Any, prefix: tuple[str, ...], source: Any, handle: Any
         return [rule("LK426").at(where, f"'cache' has no effect: {reason}",
                                  "remove cache, or point uri at s3://, gs://, az://, ...")]
     problems: list[Diagnostic] = []
+    # A directory read through ${env:...} is shown as the reference, like every such value.
+    written = source.cache.dir
+    directory = repr(written) if isinstance(written, EnvValue) else str(cache.directory)
+    root = f"{directory}/{cache.root.name}"
     try:
         cache.root.mkdir(parents=True, exist_ok=True)
         probe = cache.root / f".probe-{os.getpid()}"
@@ -89,7 +93,7 @@ def build_report(plan: Any, prefix: tuple[str, ...], source: Any, handle: Any
         probe.unlink()
     except OSError as exc:
         plan.node(*prefix).settings["cache"] = "none: the directory is not writable"
-        return [rule("LK424").at(where, f"cannot write the cache directory {cache.directory}: "
+        return [rule("LK424").at(where, f"cannot write the cache directory {directory}: "
                                         f"{exc.strerror or exc}",
                                  "name a writable local directory in cache.dir, or set "
                                  "LOADERKIT_CACHE")]
@@ -100,7 +104,7 @@ def build_report(plan: Any, prefix: tuple[str, ...], source: Any, handle: Any
     size = f" of {_mb(needed)}" if needed else ""
     bound = f"max_gb={cache.max_bytes / 2**30:g}" if cache.max_bytes else "bounded by free disk"
     plan.node(*prefix).settings["cache"] = (
-        f"{cache.root}: {files} files, {_mb(held)}{size} cached, version {version} {state} "
+        f"{root}: {files} files, {_mb(held)}{size} cached, version {version} {state} "
         f"({bound})")
     room = _room(cache, held)
     if needed and room is not None and needed > room:

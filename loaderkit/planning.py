@@ -124,7 +124,8 @@ def source_spec(src: Source) -> SourceSpec:
         api_key=_text(src.api_key) if src.api_key is not None else None,
         region=_reference(src.region), host_override=_reference(src.host_override),
         connection_factory=src.connection_factory,
-        cache=CacheSpec(src.cache.dir, src.cache.max_gb) if src.cache is not None else None)
+        cache=CacheSpec(_reference(src.cache.dir), src.cache.max_gb)
+        if src.cache is not None else None)
 
 
 def _uris(source: SourceSpec) -> list[str]:
@@ -134,10 +135,9 @@ def _uris(source: SourceSpec) -> list[str]:
     uris = []
     for spec in specs:
         try:
-            uri = spec.location or resolve_text(spec.uri)
+            uris.append(object_cache.read_from(spec.location or resolve_text(spec.uri), spec))
         except MissingEnvError:  # already a diagnostic of the front end
             continue
-        uris.append(object_cache.read_from(uri, spec))
     return uris
 
 

@@ -465,7 +465,7 @@ def read_from(uri: str, source: Any) -> str:
     the local copy (`file://`), where a block shuffle's small reads are cheap; else `uri`."""
     if getattr(source, "cache", None) is not None and not source.is_lancedb \
             and source.connection_factory is None and cacheable(uri):
-        return "file://" + str(Path(source.cache.dir or default_dir()).expanduser())
+        return "file://" + str(Path(_cache_dir(source) or default_dir()).expanduser())
     return uri
 
 
@@ -480,7 +480,13 @@ def for_source(source: Any) -> ObjectCache | None:
     uri = resolve_text(source.uri)
     if not cacheable(uri):
         return None
-    return cache_for(uri, storage_options(source), source.cache.dir, source.cache.max_gb)
+    return cache_for(uri, storage_options(source), _cache_dir(source), source.cache.max_gb)
+
+
+def _cache_dir(source: Any) -> str | None:
+    from loaderkit.vocabulary import resolve_optional
+
+    return resolve_optional(source.cache.dir)
 
 
 def opened(source: Any, open_remote: Any) -> Any:

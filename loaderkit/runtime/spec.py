@@ -74,7 +74,7 @@ class SourceSpec:
 class CacheSpec:
     """`source.cache`: where the local copy lives (None: the default) and its bound in GB."""
 
-    dir: str | None = None
+    dir: Text | None = None  # may be `${env:NAME}`, read in each process
     max_gb: float | None = None
 
 

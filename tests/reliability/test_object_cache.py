@@ -495,3 +495,17 @@ def test_files_of_a_dataset_another_process_reads_are_never_evicted(
     finally:
         reader.kill()
         reader.communicate()
+
+
+def test_a_cache_dir_read_from_the_environment_is_used_and_never_printed(
+        s3: S3, proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache_dir = tmp_path / f"private-{uuid.uuid4().hex}"
+    monkeypatch.setenv("LK_CACHE_TEST_DIR", str(cache_dir))
+    body = recipe_for_s3(s3.write_dataset(), workers=0).replace(
+        "columns: [id]\n", "  cache:\n    dir: ${env:LK_CACHE_TEST_DIR}\ncolumns: [id]\n", 1)
+    recipe = write_recipe(tmp_path / "r.yaml", body)
+    _fill(recipe, cache_dir)
+    result = _build(recipe)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cache=${env:LK_CACHE_TEST_DIR}/" in result.stdout
+    assert cache_dir.name not in result.stdout + result.stderr
