@@ -507,18 +507,19 @@ def opened(source: Any, open_remote: Any) -> Any:
     return ds
 
 
-def data_file(ds: Any, path: str, source: Any) -> tuple[str, dict[str, str] | None]:
+def data_file(ds: Any, path: str, source: Any) -> tuple[str, dict[str, str] | None, bool]:
     """Where a reader opens the data file `data/<path>` of `ds`: the local copy once it is
-    complete there, else the store (with the source's storage options)."""
+    complete there, else where `ds` is (with the source's storage options); and whether
+    that is on this machine."""
     from loaderkit.runtime.sources import storage_options
 
     cache = for_source(source) if source is not None else None
     if cache is not None:
         local = cache.data_file(path)
         if local is not None:
-            return str(local), None
+            return str(local), None, True
     options = storage_options(source) if source is not None else None
-    return f"{ds.uri.rstrip('/')}/data/{path}", options
+    return f"{ds.uri.rstrip('/')}/data/{path}", options, not cacheable(ds.uri)
 
 
 def has_copy(source: Any, fragment: Any) -> bool:

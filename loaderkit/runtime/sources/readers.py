@@ -449,7 +449,7 @@ class _FileRows:
         if not all(src in field_ids for src in picked.values()):
             return None  # SQL expressions: the scanner evaluates them
         try:
-            path, options = object_cache.data_file(ds, data.path, source)
+            path, options, local = object_cache.data_file(ds, data.path, source)
             reader = lance.file.LanceFileReader(path, storage_options=options,
                                                 columns=list(picked.values()))
             file_fields = list(reader.metadata().schema)
@@ -461,7 +461,7 @@ class _FileRows:
         for src in picked.values():
             if in_file.get(src) != (field_ids[src], ds.schema.field(src).type):
                 return None
-        return cls(reader, list(picked), local=options is None)
+        return cls(reader, list(picked), local)
 
     def read(self, offset: int, count: int) -> pa.Table:
         """Rows [offset, offset + count)."""
