@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit import sql
+from loaderkit import caching, sql
 from loaderkit.errors import (
     Diagnostic,
     Location,
@@ -49,9 +49,10 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
         return plan, found
     problems += found
     schemas: list[tuple[Prefix, pa.Schema | None]] = []
-    for prefix, checks, own_filter in checked:
+    for prefix, checks, own_filter, spec, opened in checked:
         found, schema = _check_data(plan, checks, prefix, own_filter)
         problems += found
+        problems += caching.build_report(plan, prefix, spec, opened)
         schemas.append((prefix, schema))
     if not has_errors(problems):
         problems += _same_types(plan, schemas)
@@ -62,7 +63,8 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
 
 Prefix = tuple[str, ...]
 # What bind checks of each source: (its recipe key, its checks, its own filter).
-Checked = list[tuple[Prefix, SourceChecks, Text | None]]
+# (recipe key, bind's questions to it, its own filter, its spec, its open handle)
+Checked = list[tuple[Prefix, SourceChecks, Text | None, SourceSpec, Any]]
 
 
 def _open_source(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnostic]]:
@@ -73,7 +75,8 @@ def _open_source(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnosti
             return plan, [], found
         plan = replace(plan, read=replace(plan.read, source=pinned))
     plan.node("source").settings["version"] = shown(plan.read.source.version, ())
-    return plan, [(("source",), _checks(plan.read.source, handle), None)], []
+    source = plan.read.source
+    return plan, [(("source",), _checks(source, handle), None, source, handle)], []
 
 
 def _open_parts(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnostic]]:
@@ -86,7 +89,7 @@ def _open_parts(plan: Plan, handle: Any) -> tuple[Plan, Checked, list[Diagnostic
         parts.append(replace(part, source=pinned))
         if opened is not None:
             plan.node(*prefix).settings["version"] = shown(pinned.version, ())
-            checked.append((prefix, _checks(pinned, opened), part.filter))
+            checked.append((prefix, _checks(pinned, opened), part.filter, pinned, opened))
     if has_errors(problems):
         return plan, [], problems
     plan = replace(plan, read=replace(plan.read, source=replace(source, parts=tuple(parts))))

@@ -50,6 +50,24 @@ _URI = ("A Lance dataset (path, file://, s3://, gs://, az://), or a LanceDB data
         "working directory (unlike `extends`, which is relative to the recipe file).")
 
 
+CACHE_GB_MAX = 2**20  # a petabyte of local disk
+
+
+class Cache(Section):
+    """A local copy of the files a recipe reads from an object store (docs/s3.md)."""
+
+    dir: str | None = Field(None, description="Where the copy lives (a relative path is "
+                                              "relative to the working directory, as `uri` is). "
+                                              "Default: $LOADERKIT_CACHE, else the user's "
+                                              "cache directory (~/.cache/loaderkit).",
+                            examples=["/mnt/nvme/lk-cache"])
+    max_gb: float | None = Field(None, gt=0, le=CACHE_GB_MAX, allow_inf_nan=False,
+                                 description="The most the cache directory holds, in GB (2**30 "
+                                             "bytes); least recently used files leave first. "
+                                             "Default: what the disk has free, less 1 GB.",
+                                 examples=[100])
+
+
 class Source(Section):
     """Where the rows live: a Lance dataset, or a table in a LanceDB database."""
 
@@ -76,6 +94,9 @@ class Source(Section):
                                 examples=["${env:LANCEDB_API_KEY}"])
     region: str | None = Field(None, description="db:// only: the LanceDB Cloud region.")
     host_override: str | None = Field(None, description="db:// only: a LanceDB Enterprise host.")
+    cache: Cache | None = Field(None, description="Object stores only (s3://, gs://, az://, ...): "
+                                                  "keep a local copy of the files the recipe "
+                                                  "reads; later epochs and runs read it.")
     live: bool = Field(False, description="true: the rows come from the live LanceDB Table or "
                                           "lance.LanceDataset given to `load_recipe(path, "
                                           "source=...)`, such as a notebook's memory:// table; "

@@ -17,9 +17,10 @@ from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
 from loaderkit.resolving import is_secret_path
 from loaderkit.rules import rule
-from loaderkit.runtime import storage
+from loaderkit.runtime import object_cache, storage
 from loaderkit.runtime.sources import kind_of, source_keys
 from loaderkit.runtime.spec import (
+    CacheSpec,
     DecodeSpec,
     LoaderSpec,
     MixturePart,
@@ -122,6 +123,8 @@ _CARRY: dict[str, Callable[[Any], Any]] = {
     "reference": lambda value: _reference(value),
     "options": lambda value: {k: _text(v) for k, v in value.items()},
     "plain": lambda value: value,
+    "cache": lambda value: None if value is None else CacheSpec(_reference(value.dir),
+                                                                value.max_gb),
 }
 
 
@@ -133,12 +136,13 @@ def source_spec(src: Source) -> SourceSpec:
 
 
 def _uris(source: SourceSpec) -> list[str]:
-    """Where the source's rows live: its uri, or each of a mixture's."""
+    """Where the source's rows are read from: its uri, or each of a mixture's (a source with
+    `cache` from its local copy, object_cache.py, after the first epoch)."""
     specs = [part.source for part in source.parts] if source.parts else [source]
     uris = []
     for spec in specs:
         try:
-            uris.append(spec.location or resolve_text(spec.uri))
+            uris.append(object_cache.read_from(spec.location or resolve_text(spec.uri), spec))
         except MissingEnvError:  # already a diagnostic of the front end
             continue
     return uris

@@ -268,6 +268,23 @@ RULES: dict[str, Rule] = {
              "  books: {uri: data/books.lance, weight: 1}\n",
              _HEAD + "sources:\n  web: {uri: data/web.lance, weight: 1000}\n"
              "  books: {uri: data/books.lance, weight: 1}\n"),
+        Rule("LK230", "cache-without-object-store", W,
+             "`cache` on a source whose files are not on an object store: a local path or "
+             "file:// (already local), a LanceDB table (`table`; `db://` is read through "
+             "LanceDB's API, which has no files to copy) or a `connection_factory`. Nothing "
+             "is cached.",
+             "The key would be silently ignored: a recipe that promises a local copy should "
+             "say when it gets none.",
+             _HEAD + _SRC + "  cache:\n    max_gb: 50\n",
+             _HEAD + "source:\n  uri: s3://my-bucket/train.lance\n  cache:\n    max_gb: 50\n"),
+        Rule("LK231", "cache-dir-not-local", E,
+             "`cache.dir` written as a URI (s3://, gs://, ...) rather than a local directory.",
+             "The cache is the local copy of an object store's files: it must be on this "
+             "machine's disk (a fast local NVMe ideally).",
+             _HEAD + "source:\n  uri: s3://my-bucket/train.lance\n  cache:\n"
+             "    dir: s3://my-bucket/cache\n",
+             _HEAD + "source:\n  uri: s3://my-bucket/train.lance\n  cache:\n"
+             "    dir: /mnt/nvme/lk-cache\n"),
         # --- secrets ---------------------------------------------------------------------
         Rule("LK301", "secret-in-clear", E,
              "`api_key`, or a storage option named like a key, secret, token, password or "
@@ -405,6 +422,33 @@ RULES: dict[str, Rule] = {
              + "sources:\n  web: {uri: data/web.lance, weight: 1}\n"
              "  books: {uri: data/books.lance, weight: 1.0e-6}\nmixture:\n"
              "  stop: first_exhausted\n"),
+        Rule("LK424", "cache-dir-unusable", W,
+             "A `cache` whose directory cannot be created or written (permissions, a file in "
+             "its place, a read-only mount). Found by `build`.",
+             "Without a local copy every epoch reads the object store again, at the store's "
+             "speed and price.",
+             _HEAD + "source:\n  uri: s3://my-bucket/train.lance\n  cache:\n"
+             "    dir: /proc/lk-cache\n",
+             _HEAD + "source:\n  uri: s3://my-bucket/train.lance\n  cache:\n"
+             "    dir: /mnt/nvme/lk-cache\n"),
+        Rule("LK425", "cache-smaller-than-version", W,
+             "A `cache` bound (`max_gb`, or the disk's free space) smaller than the files of "
+             "the version the recipe reads. Found by `build`, which says how much is needed.",
+             "Only part of the version fits: the rest is read from the store every epoch, and "
+             "each epoch's files push out others (least recently used first).",
+             "# train.lance on s3: 120 GB\n" + _HEAD + "source:\n"
+             "  uri: s3://my-bucket/train.lance\n  cache:\n    max_gb: 100\n",
+             "# train.lance on s3: 120 GB\n" + _HEAD + "source:\n"
+             "  uri: s3://my-bucket/train.lance\n  cache:\n    max_gb: 150\n"),
+        Rule("LK426", "cache-not-applied", W,
+             "A `cache` on a source that turns out, once its `${env:...}` values are read, not "
+             "to be a Lance dataset on an object store (a local path, or a LanceDB "
+             "database). Lint says the same of a uri written in the recipe (LK230).",
+             "The key has no effect there; the recipe's reader should know.",
+             "# DATA_URI=data/train.lance\n" + _HEAD + "source:\n  uri: ${env:DATA_URI}\n"
+             "  cache:\n    max_gb: 50\n",
+             "# DATA_URI=s3://my-bucket/train.lance\n" + _HEAD + "source:\n"
+             "  uri: ${env:DATA_URI}\n  cache:\n    max_gb: 50\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from loaderkit import sql
+from loaderkit import caching, sql
 from loaderkit.errors import Diagnostic, inside_value
 from loaderkit.models import WEIGHT_MAX, WEIGHT_RATIO_MAX, Recipe
 from loaderkit.reading import Document, KeyPath
@@ -422,6 +422,7 @@ def _cross_field(document: Document, data: dict[str, Any],
         uri, table = _get(data, *section, "uri"), _get(data, *section, "table")
         if isinstance(uri, str):
             yield from _source_rules(document, data, section, uri, table, workers)
+        yield from caching.lint_rules(document, data, section)
     yield from _secrets_in_clear(document, data)
 
 

@@ -52,6 +52,8 @@ class SourceSpec:
     # only names it (for messages).
     parts: tuple[MixturePart, ...] = ()
     stop: MixtureStop = "first_exhausted"
+    # `cache`: a local copy of an object store's files (runtime/object_cache.py).
+    cache: CacheSpec | None = None
 
     @property
     def is_lancedb(self) -> bool:
@@ -63,6 +65,14 @@ class SourceSpec:
         from loaderkit.runtime.sources import kind_of
 
         return kind_of(self).name  # type: ignore[return-value]  # one of SOURCE_KINDS
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """`source.cache`: where the local copy lives (None: the default) and its bound in GB."""
+
+    dir: Text | None = None  # may be `${env:NAME}`, read in each process
+    max_gb: float | None = None
 
 
 @dataclass(frozen=True)

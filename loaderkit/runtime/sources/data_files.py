@@ -10,7 +10,7 @@ import lance.file
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.runtime.sources import storage_options
+from loaderkit.runtime import object_cache
 from loaderkit.runtime.sources.reader import Columns
 from loaderkit.runtime.spec import SourceSpec
 
@@ -24,8 +24,10 @@ class FileRows:
     field id as in the dataset (a renamed or re-added column falls back).
     """
 
-    def __init__(self, reader: lance.file.LanceFileReader, names: list[str]) -> None:
+    def __init__(self, reader: lance.file.LanceFileReader, names: list[str],
+                 local: bool = True) -> None:
         self.reader, self.names = reader, names
+        self.local = local  # False: read from the store (reopened once a local copy is whole)
 
     @classmethod
     def open(
@@ -42,11 +44,9 @@ class FileRows:
         if not all(src in field_ids for src in picked.values()):
             return None  # SQL expressions: the scanner evaluates them
         try:
-            reader = lance.file.LanceFileReader(
-                f"{ds.uri.rstrip('/')}/data/{data.path}",
-                storage_options=storage_options(source) if source is not None else None,
-                columns=list(picked.values()),
-            )
+            path, options, local = object_cache.data_file(ds, data.path, source)
+            reader = lance.file.LanceFileReader(path, storage_options=options,
+                                                columns=list(picked.values()))
             file_fields = list(reader.metadata().schema)
         except Exception:  # an object store it cannot reach this way: the scanner can
             return None
@@ -56,7 +56,7 @@ class FileRows:
         for src in picked.values():
             if in_file.get(src) != (field_ids[src], ds.schema.field(src).type):
                 return None
-        return cls(reader, list(picked))
+        return cls(reader, list(picked), local)
 
     def read(self, offset: int, count: int) -> pa.Table:
         """Rows [offset, offset + count)."""

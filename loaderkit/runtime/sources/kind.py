@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 # How the planner carries a `source` key's value onto the `SourceSpec` field of the same
 # name (planning.source_spec): `${env:}` kept as a reference ("text": as text; "reference":
 # other values as they are), each value of a mapping as text ("options"), or as it is.
-RecipeKey = Literal["text", "reference", "options", "plain"]
+RecipeKey = Literal["text", "reference", "options", "plain", "cache"]
 
 # The `source` keys of every kind.
 SHARED_KEYS: dict[str, RecipeKey] = {"uri": "text", "version": "reference",
-                                     "storage_options": "options"}
+                                     "storage_options": "options", "cache": "cache"}
 
 
 class SourceKind:

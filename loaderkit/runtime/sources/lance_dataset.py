@@ -21,5 +21,9 @@ class LanceDataset(SourceKind):
     def open(source: SourceSpec) -> Any:
         import lance
 
-        return lance.dataset(resolve_text(source.uri), version=resolve_version(source.version),
-                             storage_options=storage_options(source))
+        from loaderkit.runtime import object_cache
+
+        # With `cache`: the local copy once it is whole, else the store (filling the copy).
+        return object_cache.opened(source, lambda: lance.dataset(
+            resolve_text(source.uri), version=resolve_version(source.version),
+            storage_options=storage_options(source)))

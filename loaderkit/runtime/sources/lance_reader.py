@@ -16,7 +16,7 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-from loaderkit.runtime import rowids, storage
+from loaderkit.runtime import object_cache, rowids, storage
 from loaderkit.runtime.sources.data_files import FileRows
 from loaderkit.runtime.sources.failures import reading
 from loaderkit.runtime.sources.payloads import ROW_ID, Payloads
@@ -187,7 +187,9 @@ class LanceReader:
         if files is None:
             files = self._files.by_key = {}
         key = (frag.fragment_id, tuple(columns.items()) if columns is not None else None)
-        if key not in files:
+        known = files.get(key)
+        if key not in files or (known is not None and not known.local
+                                and object_cache.has_copy(self.source, frag)):
             files[key] = FileRows.open(self.ds, frag, columns, self.source)
         return files[key]
 
