@@ -33,13 +33,26 @@ def main() -> None:
         return
     ids = [i for batch in loader for i in batch["id"].tolist()]
     deadline = time.monotonic() + 120
-    while not list(cache_dir.glob(f"*/{object_cache.MARKER_DIR}/*.json")):
+    # This recipe's own datasets: another dataset already whole in a shared cache dir says
+    # nothing about these (their downloads would die with this process).
+    markers = [cache_dir / object_cache.dataset_key(uri) / object_cache.MARKER_DIR
+               for uri in _uris(recipe)]
+    while not all(list(marker.glob("*.json")) for marker in markers):
         if time.monotonic() > deadline:
             raise SystemExit("the cache never held the version whole")
         time.sleep(0.05)
     print(json.dumps(ids), flush=True)
     if mode == "hold":  # keep reading the copy (a long training run) until killed
         time.sleep(600)
+
+
+def _uris(recipe: str) -> list[str]:
+    import yaml
+
+    data = yaml.safe_load(Path(recipe).read_text())
+    if "sources" in data:
+        return [part["uri"] for part in data["sources"].values()]
+    return [data["source"]["uri"]]
 
 
 if __name__ == "__main__":
