@@ -271,7 +271,7 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
         raise SourceError(f"{source.uri} exists only in this process; use num_workers: 0")
     from loaderkit.runtime import packing  # (it builds on this module)
 
-    ranks = sampler
+    ranks, delivered = sampler, read.format
     if read.pack is not None:  # issue 25: every rank reads the global document order
         read, sampler = packing.document_read(read, sampler)
     rows_per_batch = packing.DOC_BATCH if read.pack is not None else loader.batch_size
@@ -297,5 +297,5 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
         reader.payloads(read.engine_columns)) or (
         read.transform is not None and loader.num_workers > 0)
     if read.pack is not None:
-        return packing.PackedLoader(dataset, rows, loader, per_batch, ranks)
+        return packing.PackedLoader(dataset, rows, loader, per_batch, ranks, delivered)
     return RecipeLoader(dataset, rows, loader, per_batch)

@@ -42,7 +42,7 @@ from loaderkit.runtime.samplers import Sampler
 from loaderkit.runtime.samplers.ordering import Ranges, drop
 from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec
 from loaderkit.runtime.state import STATE_VERSION, _checked
-from loaderkit.runtime.tokenizing import TokenLists
+from loaderkit.runtime.tokenizing import TokenLists, load
 
 # Documents per read task: each is tokenized at once (encode_batch's threads share it).
 DOC_BATCH = 512
@@ -160,12 +160,12 @@ def _bins(window: list[np.ndarray], begin: int, seq_len: int, skip: int) -> Iter
         return
     ids = np.zeros((count - skip, seq_len), dtype=np.int64)
     docs = np.full((count - skip, seq_len), -1, dtype=np.int64)
-    for row, chosen in enumerate(members[skip:]):
+    for out, chosen in enumerate(members[skip:]):
         at = 0
         for index in sorted(chosen):
             doc, piece = pieces[index]
-            ids[row, at:at + len(piece)] = piece
-            docs[row, at:at + len(piece)] = doc
+            ids[out, at:at + len(piece)] = piece
+            docs[out, at:at + len(piece)] = doc
             at += len(piece)
     after = [Where(begin, b + 1) for b in range(skip, count - 1)] + \
         [Where(begin + len(window))]
@@ -235,11 +235,16 @@ class PackedLoader(RecipeLoader):
     ranks by global step. `len()` raises TypeError: it depends on token counts."""
 
     def __init__(self, dataset: ChunkDataset, sampler: Sampler, loader: LoaderSpec,
-                 per_batch: bool, ranks: SamplerSpec) -> None:
+                 per_batch: bool, ranks: SamplerSpec, delivered: str = "torch") -> None:
         super().__init__(dataset, sampler, loader, per_batch)
         pack = dataset.read.pack
         assert pack is not None
+        if pack.pad_id is None:  # the tokenizer's pad token, else 0
+            found = [load(t).pad for t in dataset.read.tokenize if t.column == pack.column]
+            pack = dataclasses.replace(pack, pad_id=found[0] if found and found[0] is not None
+                                       else 0)
         self.pack = pack
+        self.torch_format = delivered != "numpy"
         self.ranks = ranks
         self._pending: tuple[int, int] | None = None  # a loaded state's (epoch, skip)
         # The pass in progress: its token, epoch, starting ranges, resume point, and done.
@@ -265,11 +270,11 @@ class PackedLoader(RecipeLoader):
                 skip: int) -> Iterator[Any]:
         pack, spec = self.pack, self._spec
         blocks = PACKERS[pack.strategy](documents, pack.column, pack.seq_len, Where(0, skip))
-        torch_format = self.dataset.read.format != "numpy"  # type: ignore[attr-defined]
+        torch_format = self.torch_format
         try:
             for ids, docs, after in rank_batches(blocks, self.ranks.rank, self.ranks.world_size,
                                                  spec.batch_size, spec.drop_last, pack.seq_len):
-                arrays = packed_arrays(ids, docs, pack.pad_id)
+                arrays = packed_arrays(ids, docs, int(pack.pad_id or 0))
                 batch = {k: torch.from_numpy(v) for k, v in arrays.items()} if torch_format \
                     else arrays
                 self._pass = (token, epoch, remaining, after or Where(0), after is None)
@@ -305,7 +310,7 @@ class PackedLoader(RecipeLoader):
                 "rank": self.ranks.rank, "batch_size": self._spec.batch_size,
                 "batches_per_epoch": None, "pack": {**self._pack_settings(), "skip": where.skip}}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # type: ignore[override]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Make the next pass deliver the sequences of the saved epoch not yet delivered."""
         recorded = {**self._recorded(), "world_size": 1, "rank": 0}
         saved = dict(state) if isinstance(state, Mapping) else state

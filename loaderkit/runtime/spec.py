@@ -129,7 +129,7 @@ class PackSpec:
     column: str
     seq_len: int
     strategy: str = "concat"  # concat | first_fit
-    pad_id: int = 0
+    pad_id: int | None = None  # None: the tokenizer's pad token, else 0
 
 
 @dataclass(frozen=True)

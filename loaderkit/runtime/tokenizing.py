@@ -42,7 +42,8 @@ CONFIG_FILE = "tokenizer_config.json"
 
 @dataclass(frozen=True)
 class TokenLists:
-    """Token ids of a batch's rows: `values` end to end, row i is values[offsets[i]:offsets[i+1]]."""
+    """Token ids of a batch's rows: `values` end to end; row i is values[offsets[i]:offsets[i + 1]]
+    (one buffer per batch)."""
 
     values: np.ndarray  # int64
     offsets: np.ndarray  # int64, rows + 1
