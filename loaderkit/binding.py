@@ -72,7 +72,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
         schemas.append((prefix, schema))
     if not has_errors(problems):
         problems += _same_types(plan, schemas)
-    problems += texts.build_rules(plan.read.tokenize, plan.locate, schemas)  # issue 25
+    problems += texts.build_rules(plan.read.tokenize, plan.document, schemas)  # issue 25
     problems += _live_with_workers(plan)
     problems += _workers_without_transform(plan)
     return plan, unique(problems)

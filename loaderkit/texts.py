@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from loaderkit.errors import Diagnostic
+from loaderkit.errors import Diagnostic, Location
 from loaderkit.models import Recipe
 from loaderkit.reading import Document
 from loaderkit.rules import rule
@@ -80,11 +80,14 @@ def specs(recipe: Recipe, document: Document) -> tuple[tuple[TokenizeSpec, ...],
     return tuple(tokenize), pack
 
 
-def build_rules(tokenize: tuple[TokenizeSpec, ...], locate: Any,
+def build_rules(tokenize: tuple[TokenizeSpec, ...], document: Document,
                 schemas: list[tuple[tuple[str, ...], Any]]) -> list[Diagnostic]:
     """LK419-LK421: each tokenizer loads, names the tokens asked for, reads a string column.
-    `locate(*key)` is the plan's; `schemas`: (recipe key, what it delivers, None: unknown)
-    of each source."""
+    `schemas`: (recipe key, what it delivers, None: unknown) of each source."""
+
+    def locate(*path: str, key: bool = False) -> Location:
+        return document.locate(path, key=key)
+
     problems: list[Diagnostic] = []
     for spec in tokenize:
         problems += _tokenizer_rules(spec, locate)
@@ -104,7 +107,7 @@ def _text_column(spec: TokenizeSpec, locate: Any, prefix: tuple[str, ...], schem
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or \
             pa.types.is_string_view(kind):
         return []
-    return [rule("LK421").at(locate("tokenize", spec.column),
+    return [rule("LK421").at(locate("tokenize", spec.column, key=True),
                              f"tokenize needs text, but column '{spec.column}' holds {kind}"
                              f"{where_source}", "tokenize a string column")]
 
