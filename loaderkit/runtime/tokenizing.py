@@ -139,7 +139,10 @@ def encode(texts: Sequence[str | None], spec: TokenizeSpec) -> TokenLists:
     """`texts` as token ids, bos/eos added as the spec asks; a null row is an empty text."""
     loaded = load(spec)
     clean = [t if isinstance(t, str) else "" for t in texts]
-    encodings = loaded.tokenizer.encode_batch_fast(clean, add_special_tokens=False)
+    tokenizer = loaded.tokenizer
+    # encode_batch_fast (tokenizers >= 0.20) skips the character offsets nothing here reads.
+    batch_encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    encodings = batch_encode(clean, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     body = np.fromiter((i for row in ids for i in row), dtype=np.int64,
