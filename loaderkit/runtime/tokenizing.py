@@ -16,6 +16,7 @@ int64 arrays (numpy), lists of ints (python, python_col).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -145,7 +146,7 @@ def encode(texts: Sequence[str | None], spec: TokenizeSpec) -> TokenLists:
     encodings = batch_encode(clean, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    body = np.fromiter((i for row in ids for i in row), dtype=np.int64,
+    body = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
                        count=int(lengths.sum()))
     bos = loaded.bos if spec.add_bos else None
     eos = loaded.eos if spec.add_eos else None
