@@ -187,7 +187,11 @@ def test_a_state_at_every_step_resumes_exactly_at_other_world_sizes(
         assert got == rows[2 * 2 * k:], k
 
 
-def test_a_state_resumes_across_worker_counts(text_data: dict[str, str]) -> None:
+def test_a_state_resumes_across_worker_counts(text_data: dict[str, str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from loaderkit.runtime import packing
+
+    monkeypatch.setattr(packing, "DOC_BATCH", 16)  # 25 tasks: the workers read most of them
     uri, tok = text_data["uri"], text_data["tokenizer"]
     whole = real_tokens(list(packed_loader(uri, tok)))
     loader = packed_loader(uri, tok)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import lance
 import numpy as np
@@ -17,10 +19,10 @@ from tests.runtime.text_support import train_tokenizer
 
 
 def tokenized_loader(uri: str, tokenizer: str, fmt: str = "torch", workers: int = 0,
-                     **spec: object) -> object:
+                     transform: str | None = None, **spec: object) -> object:
     tokenize = TokenizeSpec("text", tokenizer, **spec)  # type: ignore[arg-type]
     read = ReadSpec(SourceSpec(uri=uri), columns={"id": "id", "text": "text"}, format=fmt,  # type: ignore[arg-type]
-                    tokenize=(tokenize,))
+                    tokenize=(tokenize,), transform=transform)
     return make_loader(read, SamplerSpec(), LoaderSpec(
         batch_size=64, num_workers=workers, multiprocessing_context="spawn" if workers else None))
 
@@ -84,11 +86,24 @@ def test_the_tokenizer_is_loaded_once_per_process(text_data: dict[str, str]) -> 
 
 
 def test_only_the_tokenizers_path_crosses_to_a_spawn_worker(text_data: dict[str, str]) -> None:
-    loader = tokenized_loader(text_data["uri"], text_data["tokenizer"], workers=1)
+    # A transform runs only in the workers: every batch is tokenized in one.
+    loader = tokenized_loader(text_data["uri"], text_data["tokenizer"], workers=2,
+                              transform="tests.runtime.text_transforms:mark_process")
     tokenizing.load(loader.dataset.read.tokenize[0])  # type: ignore[attr-defined]  # loaded here
     payload = pickle.dumps(loader.dataset)  # type: ignore[attr-defined]  # what a worker gets
     assert b"tokenizers" not in payload and b"WordLevel" not in payload
     assert text_data["tokenizer"].encode() in payload
-    in_workers = {i: t.tolist() for batch in loader  # type: ignore[attr-defined]
+    batches = list(loader)  # type: ignore[call-overload]
+    assert {b["pid"] for b in batches}.isdisjoint({os.getpid()})
+    in_workers = {i: t.tolist() for batch in batches
                   for i, t in zip(batch["id"].tolist(), batch["text"], strict=True)}
     assert in_workers == expected(text_data, bos=False, eos=True)
+
+
+def test_a_worker_gives_the_tokenizer_its_share_of_the_cores(text_data: dict[str, str],
+                                                              monkeypatch: Any) -> None:
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    loader = tokenized_loader(text_data["uri"], text_data["tokenizer"], workers=2,
+                              transform="tests.runtime.text_transforms:mark_process")
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {b["rayon_threads"] for b in loader} == {share}  # type: ignore[attr-defined]
