@@ -223,3 +223,12 @@ def test_a_state_of_other_pack_settings_is_refused(text_data: dict[str, str]) ->
 def test_len_of_a_packed_loader_is_a_type_error(text_data: dict[str, str]) -> None:
     with pytest.raises(TypeError, match="token"):
         len(packed_loader(text_data["uri"], text_data["tokenizer"]))
+
+
+def test_every_pack_strategy_of_the_vocabulary_has_a_packer() -> None:
+    from typing import get_args
+
+    from loaderkit.runtime.packing import PACKERS
+    from loaderkit.vocabulary import PackStrategy
+
+    assert set(PACKERS) == set(get_args(PackStrategy))
