@@ -28,6 +28,7 @@ documents; a worker holds only its task's documents.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -232,7 +233,8 @@ def packed_arrays(ids: np.ndarray, docs: np.ndarray, pad_id: int) -> dict[str, n
 class PackedLoader(RecipeLoader):
     """A RecipeLoader that delivers packed sequences: it reads the global document order
     (its `row_sampler` is the recipe's sampler at world size 1) and deals sequences to
-    ranks by global step. `len()` raises TypeError: it depends on token counts."""
+    ranks by global step. `len()` counts by tokenizing the epoch once (it depends on the
+    epoch's tokens)."""
 
     def __init__(self, dataset: ChunkDataset, sampler: Sampler, loader: LoaderSpec,
                  per_batch: bool, ranks: SamplerSpec, delivered: str = "torch") -> None:
@@ -249,10 +251,33 @@ class PackedLoader(RecipeLoader):
         self._pending: tuple[int, int] | None = None  # a loaded state's (epoch, skip)
         # The pass in progress: its token, epoch, starting ranges, resume point, and done.
         self._pass: tuple[int, int, Ranges, Where, bool] | None = None
+        self._started_skip = 0
+        self._length: tuple[tuple[int, Ranges, int], int] | None = None  # len(), cached
 
     def __len__(self) -> int:
-        raise TypeError("a packed loader has no len(): its batches per epoch depend on the "
-                        "epoch's token counts")
+        """Batches this rank takes in the pass in progress (or the next one): counted by
+        reading and tokenizing that pass's documents once in this process (cached), since
+        they depend on the epoch's tokens. Costly on a large corpus; nothing else needs it."""
+        epoch, remaining, skip = self._upcoming()
+        key = (epoch, remaining, skip)
+        if self._length is None or self._length[0] != key:
+            documents = itertools.chain.from_iterable(
+                self.dataset[task] for task in self.row_sampler.tasks(epoch, remaining, True))
+            pack = self.pack
+            blocks = PACKERS[pack.strategy](documents, pack.column, pack.seq_len, Where(0, skip))
+            sequences = sum(len(block.after) for block in blocks)
+            steps, rest = divmod(sequences, self.ranks.world_size * self._spec.batch_size)
+            self._length = (key, steps + (1 if rest and not self._spec.drop_last else 0))
+        return self._length[1]
+
+    def _upcoming(self) -> tuple[int, Ranges, int]:
+        """(epoch, ranges, skip) the pass in progress started with, or the next pass's."""
+        state, current = self._state, self._pass
+        if current is not None and current[0] == state.token and not current[4]:
+            return current[1], current[2], self._started_skip
+        epoch, remaining, _ = state.position()
+        pending = self._pending
+        return epoch, remaining, pending[1] if pending and pending[0] == epoch else 0
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         epoch, remaining, token = self._state.begin()
@@ -262,6 +287,7 @@ class PackedLoader(RecipeLoader):
         runs = self.row_sampler.scan_runs(epoch, remaining) if self.num_workers == 0 else None
         documents = self._deliver(token, runs)
         self._pass = (token, epoch, remaining, Where(0, skip), False)
+        self._started_skip = skip
         delivering = self._packed(documents, token, epoch, remaining, skip)
         _OPEN_PASSES.add(delivering)
         return delivering

@@ -220,9 +220,19 @@ def test_a_state_of_other_pack_settings_is_refused(text_data: dict[str, str]) ->
         other.load_state_dict(loader.state_dict())
 
 
-def test_len_of_a_packed_loader_is_a_type_error(text_data: dict[str, str]) -> None:
-    with pytest.raises(TypeError, match="token"):
-        len(packed_loader(text_data["uri"], text_data["tokenizer"]))
+@pytest.mark.parametrize("strategy", ["concat", "first_fit"])
+def test_len_is_the_batches_each_rank_takes_also_in_a_resumed_epoch(
+        text_data: dict[str, str], strategy: str) -> None:
+    uri, tok = text_data["uri"], text_data["tokenizer"]
+    for world in (1, 3):
+        loaders = [packed_loader(uri, tok, strategy=strategy, world_size=world, rank=r)
+                   for r in range(world)]
+        assert [len(x) for x in loaders] == [len(list(x)) for x in loaders]
+    loader = packed_loader(uri, tok, strategy=strategy)
+    list(itertools.islice(loader, 4))
+    resumed = packed_loader(uri, tok, strategy=strategy, world_size=2)
+    resumed.load_state_dict(loader.state_dict())
+    assert len(resumed) == len(list(resumed))
 
 
 def test_every_pack_strategy_of_the_vocabulary_has_a_packer() -> None:
