@@ -242,3 +242,22 @@ def test_every_pack_strategy_of_the_vocabulary_has_a_packer() -> None:
     from loaderkit.vocabulary import PackStrategy
 
     assert set(PACKERS) == set(get_args(PackStrategy))
+
+
+def test_concat_over_a_mixture_keeps_the_samplers_document_order(
+        text_data: dict[str, str], tmp_path: Any) -> None:
+    from loaderkit.runtime import make_loader
+    from loaderkit.runtime.spec import LoaderSpec, ReadSpec, SamplerSpec, TokenizeSpec
+    from tests.runtime.support import mixture
+    from tests.runtime.text_support import corpus, write_corpus
+
+    small = write_corpus(tmp_path / "small.lance", corpus(90, seed=1), start=1000)
+    source = mixture(big=(text_data["uri"], 3.0), small=(small, 1.0))
+    tok = text_data["tokenizer"]
+    spec = TokenizeSpec("text", tok, add_bos=True, add_eos=True)
+    rows = make_loader(ReadSpec(source, columns={"text": "text"}, format="python_col",
+                                tokenize=(spec,)),
+                       SamplerSpec(type="shuffle", seed=5), LoaderSpec(batch_size=50))
+    in_order = [t for batch in rows for ids in batch["text"] for t in ids]
+    packed = packed_loader("", tok, source=source, seed=5)
+    assert real_tokens(list(packed)) == in_order
