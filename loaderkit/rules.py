@@ -462,6 +462,14 @@ RULES: dict[str, Rule] = {
              "A tokenizer reads text; ids, bytes or numbers cannot be tokenized.",
              "# id: int64\n" + _HEAD + _SRC + "tokenize:\n  id: {tokenizer: bpe.json}\n",
              "# text: string\n" + _HEAD + _SRC + "tokenize:\n  text: {tokenizer: bpe.json}\n"),
+        Rule("LK422", "tokenize-column-not-found", E,
+             "A `tokenize` column that the source does not have (a recipe without `columns` "
+             "reads every column, so only the build can tell).",
+             "Every batch would fail to tokenize a column that is not there.",
+             "# the dataset has id, text\n" + _HEAD + _SRC
+             + "tokenize:\n  txt: {tokenizer: bpe.json}\n",
+             "# the dataset has id, text\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: bpe.json}\n"),
         # --- check: pickle, spawn and secrets safety -------------------------------------
         Rule("LK501", "unpicklable-reference", E,
              "A `transform` or `connection_factory` that cannot cross into a spawn worker: a "

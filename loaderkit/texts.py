@@ -82,7 +82,7 @@ def specs(recipe: Recipe, document: Document) -> tuple[tuple[TokenizeSpec, ...],
 
 def build_rules(tokenize: tuple[TokenizeSpec, ...], document: Document,
                 schemas: list[tuple[tuple[str, ...], Any]]) -> list[Diagnostic]:
-    """LK419-LK421: each tokenizer loads, names the tokens asked for, reads a string column.
+    """LK419-LK422: each tokenizer loads, names the tokens asked for, reads a string column.
     `schemas`: (recipe key, what it delivers, None: unknown) of each source."""
 
     def locate(*path: str, key: bool = False) -> Location:
@@ -99,8 +99,15 @@ def build_rules(tokenize: tuple[TokenizeSpec, ...], document: Document,
 def _text_column(spec: TokenizeSpec, locate: Any, prefix: tuple[str, ...], schema: Any
                  ) -> list[Diagnostic]:
     where_source = f" in source '{prefix[1]}'" if prefix[0] == "sources" else ""
-    if schema is None or spec.column not in schema.names:
+    if schema is None:
         return []
+    if spec.column not in schema.names:
+        names = list(schema.names)
+        close = difflib.get_close_matches(spec.column, names, n=1)
+        return [rule("LK422").at(locate("tokenize", spec.column, key=True),
+                                 f"tokenize names '{spec.column}', which is not a column"
+                                 f"{where_source}", f"did you mean '{close[0]}'?" if close
+                                 else "columns: " + ", ".join(names))]
     import pyarrow as pa
 
     kind = schema.field(spec.column).type

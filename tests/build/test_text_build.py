@@ -90,3 +90,10 @@ def test_build_says_other_columns_are_not_delivered(corpus_dir: Path) -> None:
     compiled = compile_recipe(recipe(corpus_dir, corpus_dir, "bpe.json"), probe=False)
     pack = compiled.plan.node("pack")
     assert "other columns are not delivered" in pack.settings["delivers"]
+
+
+def test_a_tokenize_column_the_source_lacks_is_lk422(corpus_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"loaderkit: 1\nsource:\n  uri: {corpus_dir / 'corpus.lance'}\n"
+                    f"tokenize:\n  txt:\n    tokenizer: {corpus_dir / 'bpe.json'}\n")
+    assert errors_of(path) == [(str(path), *line_col(path, "txt:", value=False), "LK422")]
