@@ -226,7 +226,9 @@ class Tokenize(Section):
                                        "to the recipe file. Loaded offline, once per process.",
                            examples=["tokenizers/bpe.json"])
     add_bos: bool = Field(False, description="Prepend the bos token to each row.")
-    add_eos: bool = Field(True, description="Append the eos token to each row.")
+    add_eos: bool | None = Field(None, description="Append the eos token to each row; "
+                                                   "default: yes if the tokenizer has one "
+                                                   "(true: an error if it has none).")
     bos_token: str | None = Field(None, description="The bos token; default: the "
                                                     "tokenizer_config.json beside the tokenizer, "
                                                     "else <bos> or <s>.", examples=["<s>"])

@@ -239,7 +239,8 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
     for t in read.tokenize:
         dataset.children.append(node("tokenize", f"{t.column} ({os.path.basename(t.tokenizer)})",
                                      ("tokenize", t.column),
-                                     {"add_bos": t.add_bos, "add_eos": t.add_eos}))
+                                     {"add_bos": t.add_bos, "add_eos": "if it has an eos token"
+                                      if t.add_eos is None else t.add_eos}))
     if read.pack is not None:
         p = read.pack
         dataset.children.append(node("pack", f"{p.column} -> {p.seq_len} tokens", ("pack",), {

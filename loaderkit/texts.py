@@ -145,7 +145,7 @@ def _tokenizer_rules(spec: TokenizeSpec, locate: Any) -> list[Diagnostic]:
             problems.append(rule("LK420").at(locate("tokenize", spec.column, f"{kind}_token"),
                                              f"the tokenizer has no token {named!r}",
                                              "name a token of its vocabulary"))
-        elif asked and special_id(tokenizer, path, kind, named) is None:
+        elif asked is True and special_id(tokenizer, path, kind, named) is None:
             problems.append(rule("LK420").at(
                 locate("tokenize", spec.column, f"add_{kind}"),
                 f"add_{kind} needs a {kind} token, and {path.name} has none (no "

@@ -115,7 +115,7 @@ class TokenizeSpec:
     column: str
     tokenizer: str
     add_bos: bool = False
-    add_eos: bool = True
+    add_eos: bool | None = None  # None: if the tokenizer has an eos token
     bos_token: str | None = None
     eos_token: str | None = None
     pad_token: str | None = None

@@ -149,8 +149,8 @@ def encode(texts: Sequence[str | None], spec: TokenizeSpec) -> TokenLists:
     body = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
                        count=int(lengths.sum()))
     bos = loaded.bos if spec.add_bos else None
-    eos = loaded.eos if spec.add_eos else None
-    if (spec.add_bos and bos is None) or (spec.add_eos and eos is None):
+    eos = loaded.eos if spec.add_eos is not False else None  # unset: if it has one
+    if (spec.add_bos and bos is None) or (spec.add_eos is True and eos is None):
         # The build checks this (LK420); a tokenizer file changed since lands here.
         raise TransformError(f"tokenize '{spec.column}': {spec.tokenizer} has no "
                              f"{'bos' if spec.add_bos and bos is None else 'eos'} token")

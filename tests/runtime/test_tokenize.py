@@ -107,3 +107,13 @@ def test_a_worker_gives_the_tokenizer_its_share_of_the_cores(text_data: dict[str
                               transform="tests.runtime.text_transforms:mark_process")
     share = str(max(1, len(os.sched_getaffinity(0)) // 2))
     assert {b["rayon_threads"] for b in loader} == {share}  # type: ignore[attr-defined]
+
+
+def test_eos_is_appended_by_default_only_where_the_tokenizer_has_one(tmp_path: Path) -> None:
+    with_eos = train_tokenizer(tmp_path / "a.json", ["a b"], specials=["<unk>", "</s>"])
+    without = train_tokenizer(tmp_path / "b.json", ["a b"], specials=["<unk>"])
+    eos = tokenizing.load(TokenizeSpec("text", with_eos)).eos
+    assert tokenizing.encode(["a"], TokenizeSpec("text", with_eos)).row(0)[-1] == eos
+    assert len(tokenizing.encode(["a"], TokenizeSpec("text", without)).row(0)) == 1
+    assert len(tokenizing.encode(["a"], TokenizeSpec("text", with_eos, add_eos=False)).row(0)) \
+        == 1
