@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loaderkit import caching, sql
+from loaderkit import caching, sql, texts
 from loaderkit.errors import (
     Diagnostic,
     Location,
@@ -56,6 +56,7 @@ def bind(plan: Plan, handle: Any = None) -> tuple[Plan, list[Diagnostic]]:
         schemas.append((prefix, schema))
     if not has_errors(problems):
         problems += _same_types(plan, schemas)
+    problems += texts.build_rules(plan.read.tokenize, plan.document, schemas)  # issue 25
     problems += _live_with_workers(plan)
     problems += _workers_without_transform(plan)
     return plan, unique(problems)
@@ -547,7 +548,8 @@ def _clip(text: str, size: int = 60) -> str:
 
 
 def _workers_without_transform(plan: Plan) -> list[Diagnostic]:
-    if plan.loader.num_workers > 0 and plan.read.transform is None and not plan.read.decode:
+    if plan.loader.num_workers > 0 and plan.read.transform is None and not plan.read.decode \
+            and not plan.read.tokenize:
         return [rule("LK408").at(plan.locate("loader", "num_workers"),
                                  f"{plan.shown(plan.loader.num_workers, 'loader', 'num_workers')}"
                                  " workers with no transform only read "

@@ -40,7 +40,8 @@ def build(plan: Plan, handle: Any = None) -> tuple[RecipeLoader | None, list[Dia
         return None, too_long
     _show_rows(plan, universe, loader)
     problems = _empty(plan, universe)
-    problems += _equal_steps(plan, universe)
+    if plan.read.pack is None:  # packed steps are equal by construction (runtime/packing.py)
+        problems += _equal_steps(plan, universe)
     return loader, problems
 
 
@@ -73,7 +74,8 @@ def _show_rows(plan: Plan, universe: Universe, loader: RecipeLoader) -> None:
     plan.node("columns").settings["rows"] = universe.size
     settings = plan.node("loader").settings
     settings["rows_per_epoch_on_this_rank"] = loader.row_sampler.rows()
-    settings["batches_per_epoch_on_this_rank"] = len(loader)  # equal on every rank (LK414)
+    settings["batches_per_epoch_on_this_rank"] = len(loader) if plan.read.pack is None else \
+        "equal on every rank; the number depends on the epoch's tokens"  # (LK414)
     mixture = universe.mixture
     if mixture is not None:
         total = sum(w for w, n in zip(mixture.weights, mixture.sizes, strict=True) if n)

@@ -20,6 +20,7 @@ EMBEDDING_DIM = 128
 IMAGE_SIDE = 32
 
 SCHEMA_FILE = "recipe.schema.json"
+TOKENIZER = "tokenizer.json"  # a word-level tokenizer of the prompts (recipes/text_pretrain.yaml)
 DEMO_RECIPE = f"""\
 # yaml-language-server: $schema={SCHEMA_FILE}
 loaderkit: 1
@@ -93,9 +94,22 @@ def write_demo(directory: Path = DEMO_DIR, rows: int = 20_000) -> Path:
     lance.write_dataset(table, directory / DATASET, mode="overwrite", max_rows_per_file=4096)
     db = lancedb.connect(directory / DATABASE)
     db.create_table(TABLE, table, mode="overwrite")
+    write_tokenizer(table.column("prompt").to_pylist(), directory / TOKENIZER)
     # The recipe's `$schema` comment names this copy, so an editor finds it wherever the
     # demo was written.
     (directory / SCHEMA_FILE).write_text(schema_text())
     recipe = directory / "demo.yaml"
     recipe.write_text(DEMO_RECIPE.format(dir=directory.as_posix()))
     return recipe
+
+
+def write_tokenizer(texts: list[str], path: Path) -> Path:
+    """A small word-level tokenizer trained offline on `texts`, with <pad>, <s>, </s>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(
+        special_tokens=["<pad>", "<unk>", "<s>", "</s>"]))
+    tokenizer.save(str(path))
+    return path

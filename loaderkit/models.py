@@ -19,6 +19,7 @@ from loaderkit.vocabulary import (
     ImageMode,
     MixtureStop,
     MultiprocessingContext,
+    PackStrategy,
     SamplerType,
     ShuffleMode,
     UnevenPolicy,
@@ -35,6 +36,8 @@ IN_FLIGHT_MAX = 1024  # reads, batches or chunks a process keeps ahead
 CACHE_MB_MAX = 2**30  # an in-memory cache of 1 PB is never meant
 PIXELS_MAX = 65535  # an image side: JPEG's own limit
 TIMEOUT_MAX = 7 * 24 * 3600.0  # a week; 0 means forever
+SEQ_LEN_MAX = 2**20  # tokens per packed sequence: far past any model's context
+TOKEN_ID_MAX = 2**31 - 1
 WEIGHT_MAX = 1e15  # room for weights given as token counts
 # A mixture's largest weight over its smallest (LK221): a source of a millionth of the mix
 # delivers next to nothing, and a smaller share stretches an all_exhausted epoch further.
@@ -237,6 +240,43 @@ class Decode(Section):
                      examples=[[224, 224]])
 
 
+class Tokenize(Section):
+    """How one string output column becomes token ids (Hugging Face `tokenizers`)."""
+
+    tokenizer: str = Field(description="A tokenizer.json, or a directory holding one; relative "
+                                       "to the recipe file. Loaded offline, once per process.",
+                           examples=["tokenizers/bpe.json"])
+    add_bos: bool = Field(False, description="Prepend the bos token to each row.")
+    add_eos: bool | None = Field(None, description="Append the eos token to each row; "
+                                                   "default: yes if the tokenizer has one "
+                                                   "(true: an error if it has none).")
+    bos_token: str | None = Field(None, description="The bos token; default: the "
+                                                    "tokenizer_config.json beside the tokenizer, "
+                                                    "else <bos> or <s>.", examples=["<s>"])
+    eos_token: str | None = Field(None, description="The eos token; default: the "
+                                                    "tokenizer_config.json beside the tokenizer, "
+                                                    "else <eos> or </s>.", examples=["</s>"])
+    pad_token: str | None = Field(None, description="The pad token (pack's default pad_id); "
+                                                    "default: the tokenizer_config.json beside "
+                                                    "the tokenizer, else <pad>.",
+                                  examples=["<pad>"])
+
+
+class Pack(Section):
+    """Token sequences of fixed length for language-model training (docs/text.md)."""
+
+    column: str = Field(description="A tokenized column (a key of `tokenize`).",
+                        examples=["text"])
+    seq_len: int = Field(ge=2, le=SEQ_LEN_MAX, description="Tokens per sequence.",
+                         examples=[2048])
+    strategy: PackStrategy = Field("concat", description="concat: documents end to end, cut "
+                                                         "every seq_len tokens; first_fit: "
+                                                         "whole documents in padded bins.")
+    pad_id: int | None = Field(None, ge=0, le=TOKEN_ID_MAX,
+                               description="The id at padding; default: the tokenizer's pad "
+                                           "token, else 0.", examples=[0])
+
+
 class Recipe(Section):
     """A loaderkit recipe, format version 1."""
 
@@ -285,6 +325,13 @@ class Recipe(Section):
         None, description="Built-in decoding of output columns, run inside the workers on "
                           "each batch before `transform` (see docs/formats.md).",
         examples=[{"image": {"type": "image", "mode": "RGB", "size": [224, 224]}}])
+    tokenize: dict[str, Tokenize] | None = Field(
+        None, description="String output columns into token ids, after decode, before pack "
+                          "and transform (see docs/text.md).",
+        examples=[{"text": {"tokenizer": "tokenizers/bpe.json", "add_eos": True}}])
+    pack: Pack | None = Field(None, description="Tokenized documents packed into sequences of "
+                                                "seq_len; the batch is input_ids, labels, "
+                                                "attention_mask, position_ids, document_ids.")
     sampler: Sampler = Field(default_factory=Sampler,  # type: ignore[arg-type]
                              description="Which rows each (rank, worker) reads, in which order.")
     loader: Loader = Field(default_factory=Loader,  # type: ignore[arg-type]

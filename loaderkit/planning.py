@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loaderkit import texts
 from loaderkit.errors import Diagnostic, Location, MissingEnvError
 from loaderkit.models import Recipe, Source
 from loaderkit.reading import Document, KeyPath
@@ -177,11 +178,13 @@ def plan(recipe: Recipe, document: Document,
     decode = tuple(DecodeSpec(column, d.type, d.mode,
                               (d.size[0], d.size[1]) if d.size is not None else None)
                    for column, d in (recipe.decode or {}).items())
+    tokenize, pack = texts.specs(recipe, document)  # issue 25
     read = ReadSpec(source=source,
                     columns=expressions, filter=_reference(recipe.filter),
                     format=recipe.format, transform=recipe.transform,
                     batch_readahead=recipe.loader.batch_readahead,
-                    reads_in_flight=recipe.loader.reads_in_flight, decode=decode, split=split)
+                    reads_in_flight=recipe.loader.reads_in_flight, decode=decode, split=split,
+                    tokenize=tokenize, pack=pack)
 
     s, lo = recipe.sampler, recipe.loader
     rank, world = s.rank, s.world_size
@@ -244,6 +247,17 @@ def _graph(recipe: Recipe, document: Document, read: ReadSpec, sampler: SamplerS
         dataset.children.append(node("decode", f"{spec.column} ({spec.type})",
                                      ("decode", spec.column),
                                      {"mode": spec.mode, "size": spec.size}))
+    for t in read.tokenize:
+        dataset.children.append(node("tokenize", f"{t.column} ({os.path.basename(t.tokenizer)})",
+                                     ("tokenize", t.column),
+                                     {"add_bos": t.add_bos, "add_eos": "if it has an eos token"
+                                      if t.add_eos is None else t.add_eos}))
+    if read.pack is not None:
+        p = read.pack
+        dataset.children.append(node("pack", f"{p.column} -> {p.seq_len} tokens", ("pack",), {
+            "strategy": p.strategy, "pad_id": "the tokenizer's pad, else 0" if p.pad_id is None
+            else p.pad_id, "delivers": "input_ids, labels, attention_mask, position_ids, "
+            "document_ids (other columns are not delivered)"}))
     if read.transform:
         dataset.children.append(node("transform", read.transform, ("transform",), {}))
     sampler_settings: dict[str, Any] = {"seed": sampler.seed, "rank": sampler.rank,

@@ -268,6 +268,40 @@ RULES: dict[str, Rule] = {
              "  books: {uri: data/books.lance, weight: 1}\n",
              _HEAD + "sources:\n  web: {uri: data/web.lance, weight: 1000}\n"
              "  books: {uri: data/books.lance, weight: 1}\n"),
+        Rule("LK225", "tokenize-unknown-column", E,
+             "A `tokenize` entry whose column is not one of the recipe's output `columns`.",
+             "Nothing would be tokenized: the column is not in the batch.",
+             _HEAD + _SRC + "columns: [text]\ntokenize:\n  txt: {tokenizer: bpe.json}\n",
+             _HEAD + _SRC + "columns: [text]\ntokenize:\n  text: {tokenizer: bpe.json}\n"),
+        Rule("LK226", "pack-column-not-tokenized", E,
+             "`pack.column` that is not a key of `tokenize`.",
+             "Packing works on token ids; a string column has none.",
+             _HEAD + _SRC + "pack: {column: text, seq_len: 2048}\n",
+             _HEAD + _SRC + "tokenize:\n  text: {tokenizer: bpe.json}\n"
+             "pack: {column: text, seq_len: 2048}\n"),
+        Rule("LK227", "pack-format", E,
+             "`pack` with a `format` other than torch or numpy.",
+             "A packed batch is five int64 arrays [B, seq_len]; only torch tensors and numpy "
+             "arrays hold them as DESIGN.md gives them.",
+             _HEAD + _SRC + "format: pandas\ntokenize:\n  text: {tokenizer: bpe.json}\n"
+             "pack: {column: text, seq_len: 2048}\n",
+             _HEAD + _SRC + "format: numpy\ntokenize:\n  text: {tokenizer: bpe.json}\n"
+             "pack: {column: text, seq_len: 2048}\n"),
+        Rule("LK228", "pack-with-transform", E,
+             "`transform` together with `pack`.",
+             "Packing runs in the main process over the global document order, after the "
+             "workers; a transform (which runs in the workers) would see no packed batch.",
+             _HEAD + _SRC + "transform: my_project.data:mask\ntokenize:\n  text: "
+             "{tokenizer: bpe.json}\npack: {column: text, seq_len: 2048}\n",
+             _HEAD + _SRC + "tokenize:\n  text: {tokenizer: bpe.json}\n"
+             "pack: {column: text, seq_len: 2048}\n"),
+        Rule("LK229", "tokenize-needs-named-columns", E,
+             "`tokenize` (without `pack`) with a format whose batches have no named columns to "
+             "replace (arrow, pandas, polars, torch_col).",
+             "The tokenized ids replace the text column in the batch; these formats have no "
+             "place for a list of ids per row.",
+             _HEAD + _SRC + "format: arrow\ntokenize:\n  text: {tokenizer: bpe.json}\n",
+             _HEAD + _SRC + "format: python_col\ntokenize:\n  text: {tokenizer: bpe.json}\n"),
         Rule("LK230", "cache-without-object-store", W,
              "`cache` on a source whose files are not on an object store: a local path or "
              "file:// (already local), a LanceDB table (`table`; `db://` is read through "
@@ -422,6 +456,37 @@ RULES: dict[str, Rule] = {
              + "sources:\n  web: {uri: data/web.lance, weight: 1}\n"
              "  books: {uri: data/books.lance, weight: 1.0e-6}\nmixture:\n"
              "  stop: first_exhausted\n"),
+        Rule("LK419", "tokenizer-not-loaded", E,
+             "A `tokenize` tokenizer that is not there, or does not load as a Hugging Face "
+             "`tokenizers` tokenizer.json (a path relative to the recipe file, or a directory "
+             "holding tokenizer.json).",
+             "Every worker would fail on its first batch; nothing is downloaded from the hub.",
+             "# tokenizers/ holds vocab.txt only\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: tokenizers}\n",
+             "# tokenizers/ holds tokenizer.json\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: tokenizers}\n"),
+        Rule("LK420", "tokenizer-special-token-missing", E,
+             "`add_bos` / `add_eos` with a tokenizer that has no such token (none named, none "
+             "in a tokenizer_config.json beside it, none of <bos>/<s>, <eos>/</s>), or a "
+             "`bos_token` / `eos_token` that is not in its vocabulary.",
+             "The documents would run together without the boundary the model learns from.",
+             "# bpe.json has no </s> nor <eos>\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: bpe.json, add_eos: true}\n",
+             "# bpe.json has <|endoftext|>\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: bpe.json, eos_token: '<|endoftext|>'}\n"),
+        Rule("LK421", "tokenize-not-text", E,
+             "A `tokenize` column whose data type is not a string.",
+             "A tokenizer reads text; ids, bytes or numbers cannot be tokenized.",
+             "# id: int64\n" + _HEAD + _SRC + "tokenize:\n  id: {tokenizer: bpe.json}\n",
+             "# text: string\n" + _HEAD + _SRC + "tokenize:\n  text: {tokenizer: bpe.json}\n"),
+        Rule("LK422", "tokenize-column-not-found", E,
+             "A `tokenize` column that the source does not have (a recipe without `columns` "
+             "reads every column, so only the build can tell).",
+             "Every batch would fail to tokenize a column that is not there.",
+             "# the dataset has id, text\n" + _HEAD + _SRC
+             + "tokenize:\n  txt: {tokenizer: bpe.json}\n",
+             "# the dataset has id, text\n" + _HEAD + _SRC
+             + "tokenize:\n  text: {tokenizer: bpe.json}\n"),
         Rule("LK424", "cache-dir-unusable", W,
              "A `cache` whose directory cannot be created or written (permissions, a file in "
              "its place, a read-only mount). Found by `build`.",

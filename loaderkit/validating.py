@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from loaderkit import caching, sql
+from loaderkit import caching, sql, texts
 from loaderkit.errors import Diagnostic, inside_value
 from loaderkit.models import WEIGHT_MAX, WEIGHT_RATIO_MAX, Recipe
 from loaderkit.reading import Document, KeyPath
@@ -413,6 +413,7 @@ def _cross_field(document: Document, data: dict[str, Any],
 
     yield from _untaken_references(document, data)
     yield from _decode_rules(document, data, shown("format"))
+    yield from texts.lint_rules(document, data)  # issue 25: tokenize and pack
     yield from _mixture_rules(document, data)
     yield from _weight_ratio(document, data, shown)
     yield from _split_rules(document, data)

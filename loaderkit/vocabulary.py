@@ -42,6 +42,10 @@ MixtureStop = Literal["first_exhausted", "all_exhausted"]
 # `splits.by` that assigns rows from the seed rather than from a column's values.
 RANDOM_SPLIT = "random"
 
+# How `pack:` fills sequences (runtime/packing.py), and the formats a packed batch comes in.
+PackStrategy = Literal["concat", "first_fit"]
+PACKED_FORMATS = ("torch", "numpy")
+
 # Formats whose batches have named columns that `decode:` can replace.
 DECODABLE_FORMATS = ("torch", "numpy", "python", "python_col")
 

@@ -26,6 +26,7 @@ from loaderkit.runtime.sources.failures import redacted_warnings, redactor, user
 from loaderkit.runtime.sources.reader import Reader
 from loaderkit.runtime.spec import ReadSpec
 from loaderkit.runtime.tasks import CacheTask, StandbyTask, TakeTask, Task
+from loaderkit.runtime.tokenizing import tokenize_batch
 from loaderkit.runtime.universe import ScanRun
 from loaderkit.vocabulary import Redactor
 
@@ -129,8 +130,8 @@ class ChunkDataset(torch.utils.data.Dataset):
             raise clean from clean.__cause__
 
     def _transformed(self, chunk: Chunk, ids: np.ndarray | None) -> Chunk:
-        reference, decode = self.read.transform, self.read.decode
-        if reference is None and not decode:
+        reference, decode, tokenize = self.read.transform, self.read.decode, self.read.tokenize
+        if reference is None and not decode and not tokenize:
             return chunk
         if reference is not None and self._transform is None:
             self._transform = import_attr(reference, TransformError)
@@ -139,6 +140,9 @@ class ChunkDataset(torch.utils.data.Dataset):
         for index, batch in enumerate(chunk):
             if decode:
                 batch = decode_batch(batch, decode, self._row_names(ids, index))
+            # --- issue 25: `tokenize:` between decode and transform (one stage of #24's table
+            if tokenize:  # at the merge) ---
+                batch = tokenize_batch(batch, tokenize, self.read.format)
             if reference is not None and transform is not None:
                 with redacted_warnings(self._redactor()):
                     batch = call_user(TransformError, reference, transform, batch)

@@ -268,24 +268,33 @@ def make_loader(read: ReadSpec, sampler: SamplerSpec, loader: LoaderSpec,
     source = read.source
     if loader.num_workers > 0 and not kind_of(source).crosses_to_workers(source):
         raise SourceError(f"{source.uri} exists only in this process; use num_workers: 0")
+    from loaderkit.runtime import packing  # (it builds on this module)
+
+    ranks, delivered = sampler, read.format
+    if read.pack is not None:  # issue 25: every rank reads the global document order
+        read, sampler = packing.document_read(read, sampler)
+    rows_per_batch = packing.DOC_BATCH if read.pack is not None else loader.batch_size
     obj = handle if handle is not None else open_source(source)
     read = dataclasses.replace(read, source=pinned_source(source, obj))
     reader = kind_of(read.source).reader(obj, read.source, read.reads_in_flight)
     universe = reader.universe(read.engine_filter, read.split)
     schema = reader.schema(read.engine_columns)
-    rows = make_sampler(sampler, universe, loader.batch_size, loader.drop_last,
-                        cache.fixed_bytes(schema, 1))
+    rows = make_sampler(sampler, universe, rows_per_batch,
+                        loader.drop_last and read.pack is None, cache.fixed_bytes(schema, 1))
     held: cache.CacheRows = None
     if sampler.type == "shuffle" and sampler.mode == "cache":
         cache.check_budget(schema, universe.size, sampler.cache_mb)
         held = universe.runs([range(universe.size)]) if universe.scannable else \
             universe.ids(np.arange(universe.size, dtype=np.int64))
-    dataset = ChunkDataset(read, loader.batch_size, held, sampler.cache_mb)
+    dataset = ChunkDataset(read, rows_per_batch, held, sampler.cache_mb)
     # Also with workers: the main process reads each epoch's first tasks itself.
     dataset.use_reader(reader)
     # Rows that cost CPU (decoding, a transform in the workers) or hold large payloads
     # (blobs, images) go out a batch at a time: workers share them evenly, and a chunk
     # of images never sits in one process's memory.
-    per_batch = bool(read.decode) or bool(reader.payloads(read.engine_columns)) or (
+    per_batch = bool(read.decode) or bool(read.tokenize) or bool(
+        reader.payloads(read.engine_columns)) or (
         read.transform is not None and loader.num_workers > 0)
+    if read.pack is not None:
+        return packing.PackedLoader(dataset, rows, loader, per_batch, ranks, delivered)
     return RecipeLoader(dataset, rows, loader, per_batch)

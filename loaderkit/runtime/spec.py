@@ -112,6 +112,34 @@ class DecodeSpec:
 
 
 @dataclass(frozen=True)
+class TokenizeSpec:
+    """One `tokenize:` entry: the output column `column` into token ids (tokenizing.py).
+
+    `tokenizer` is an absolute path (a tokenizer.json or a directory holding one): only the
+    path crosses to a worker, which loads the tokenizer itself.
+    """
+
+    column: str
+    tokenizer: str
+    add_bos: bool = False
+    add_eos: bool | None = None  # None: if the tokenizer has an eos token
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    packed: bool = False  # `pack:` reads this column: it stays TokenLists
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """`pack:`: the tokenized column `column` into sequences of `seq_len` (packing.py)."""
+
+    column: str
+    seq_len: int
+    strategy: str = "concat"  # concat | first_fit
+    pad_id: int | None = None  # None: the tokenizer's pad token, else 0
+
+
+@dataclass(frozen=True)
 class ReadSpec:
     """What to read from the source and how each batch looks."""
 
@@ -124,6 +152,8 @@ class ReadSpec:
     reads_in_flight: int | None = None  # None: by where the source lives (storage.py)
     decode: tuple[DecodeSpec, ...] = ()  # run on each batch before `transform`
     split: SplitSpec | None = None
+    tokenize: tuple[TokenizeSpec, ...] = ()  # after decode, before pack and `transform`
+    pack: PackSpec | None = None
 
     # `filter` and `columns` may be `${env:}` references (EnvValue): the spec keeps the
     # reference, which is what crosses into a worker; the engine gets these, read in the

@@ -242,6 +242,21 @@ CASES = [
          ("base.yaml", 6, 28), target="child.yaml"),
 ]
 
+# --- LK225-LK229: tokenize and pack (issue 25) ---------------------------------------
+TOK = "tokenize:\n  text: {tokenizer: bpe.json}\n"
+CASES += [
+    one(HEAD + "columns: [text]\ntokenize:\n  txt: {tokenizer: bpe.json}\n", "LK225", 6, 3,
+        "tokenize-unknown-column", says="did you mean 'text'"),
+    one(HEAD + "pack:\n  column: text\n  seq_len: 64\n", "LK226", 5, 11,
+        "pack-column-not-tokenized", says="add tokenize"),
+    one(HEAD + "format: pandas\n" + TOK + "pack: {column: text, seq_len: 64}\n", "LK227", 4, 9,
+        "pack-format"),
+    one(HEAD + "transform: m:f\n" + TOK + "pack: {column: text, seq_len: 64}\n", "LK228", 4,
+        12, "pack-with-transform"),
+    one(HEAD + "format: arrow\n" + TOK, "LK229", 4, 9, "tokenize-needs-named-columns"),
+    one(HEAD + TOK + "pack: {column: text, seq_len: 1}\n", "LK202", 6, 31, "seq-len-too-small"),
+]
+
 # The codes the offline front end can emit: read, resolve, validate, secrets, and LK506.
 FRONT_END_CODES = {c for c in RULES if c < "LK400"} | {"LK506"}
 

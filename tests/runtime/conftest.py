@@ -49,3 +49,14 @@ def mixed_uris(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"big": write_dataset(root / "big.lance", 3000, 0),
             "small": write_dataset(root / "small.lance", 600, 10_000),
             "tiny": write_dataset(root / "tiny.lance", 100, 20_000)}
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A corpus of 400 texts (ids 0..399) in 5 fragments and a tokenizer trained on it."""
+    from tests.runtime.text_support import corpus, train_tokenizer, write_corpus
+
+    root = tmp_path_factory.mktemp("text")
+    texts = corpus(400)
+    return {"uri": write_corpus(root / "corpus.lance", texts),
+            "tokenizer": train_tokenizer(root / "tokenizer.json", texts)}
